@@ -1,0 +1,1 @@
+//! An in-memory emulator of the Okta endpoints that registrar uses.

@@ -1,0 +1,2 @@
+//! The `okta-emulator` binary.
+fn main() {}
