@@ -1,1 +1,208 @@
-//! Client SDK for registrar.
+//! Client SDK for the registrar gRPC service.
+//!
+//! [`Client`] wraps the generated `registrar.v1` client with typed methods,
+//! so that a service can register itself and get its scopes granted in a few
+//! lines:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), registrar_sdk::Error> {
+//! use registrar_sdk::{Client, v1::Jwks};
+//!
+//! let mut registrar = Client::connect("http://127.0.0.1:50051").await?;
+//! let jwks = Jwks { keys: vec![/* the service's public key */] };
+//! let app = registrar.create_service_app("billing-worker", jwks).await?;
+//! registrar.grant_scopes(&app.client_id, &["okta.users.read"]).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub use registrar_api::v1;
+
+use registrar_api::v1::registrar_client::RegistrarClient;
+use registrar_api::v1::{
+    CreateServiceAppRequest, DeleteServiceAppRequest, GetServiceAppRequest, Grant,
+    GrantScopesRequest, Jwks, ListGrantsRequest, ListServiceAppsRequest, RevokeScopesRequest,
+    ScopeOutcome, ScopeResult, ServiceApp, create_service_app_request::KeySource,
+};
+use tonic::transport::{Channel, Endpoint};
+
+/// An error of an SDK call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The endpoint is not a valid URI.
+    #[error("invalid registrar endpoint {endpoint:?}: {source}")]
+    InvalidEndpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Why it is invalid.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The connection to the registrar failed.
+    #[error("cannot connect to the registrar at {endpoint}: {source}")]
+    Connect {
+        /// The endpoint.
+        endpoint: String,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The registrar answered with an error status. Its code says whether a
+    /// retry can help (see the status rules in the proto).
+    #[error("registrar error {}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The registrar answered without a field it always sends.
+    #[error("the registrar's response has no {0}")]
+    MissingField(&'static str),
+}
+
+/// A connected registrar client. Cloning it is cheap and shares the
+/// connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: RegistrarClient<Channel>,
+}
+
+impl Client {
+    /// Connects to a registrar, such as `http://127.0.0.1:50051`.
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Self, Error> {
+        let endpoint = endpoint.into();
+        let parsed =
+            Endpoint::from_shared(endpoint.clone()).map_err(|source| Error::InvalidEndpoint {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        let channel = parsed
+            .connect()
+            .await
+            .map_err(|source| Error::Connect { endpoint, source })?;
+        Ok(Self::from_channel(channel))
+    }
+
+    /// Wraps an existing channel, for callers that configure TLS or
+    /// timeouts themselves.
+    pub fn from_channel(channel: Channel) -> Self {
+        Self {
+            inner: RegistrarClient::new(channel),
+        }
+    }
+
+    /// Returns the generated client, for RPCs this wrapper does not cover.
+    pub fn raw(&mut self) -> &mut RegistrarClient<Channel> {
+        &mut self.inner
+    }
+
+    /// Creates a service app with the caller's public keys.
+    pub async fn create_service_app(
+        &mut self,
+        client_name: &str,
+        jwks: Jwks,
+    ) -> Result<ServiceApp, Error> {
+        let request = CreateServiceAppRequest {
+            client_name: client_name.to_string(),
+            key_source: Some(KeySource::Jwks(jwks)),
+        };
+        let response = self.inner.create_service_app(request).await?.into_inner();
+        response.app.ok_or(Error::MissingField("app"))
+    }
+
+    /// Fetches a service app.
+    pub async fn get_service_app(&mut self, client_id: &str) -> Result<ServiceApp, Error> {
+        let request = GetServiceAppRequest {
+            client_id: client_id.to_string(),
+        };
+        let response = self.inner.get_service_app(request).await?.into_inner();
+        response.app.ok_or(Error::MissingField("app"))
+    }
+
+    /// Lists every service app whose name starts with `name_prefix`,
+    /// following all pages.
+    pub async fn list_service_apps(&mut self, name_prefix: &str) -> Result<Vec<ServiceApp>, Error> {
+        let mut apps = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = ListServiceAppsRequest {
+                page_size: 200,
+                page_token,
+                name_prefix: name_prefix.to_string(),
+            };
+            let page = self.inner.list_service_apps(request).await?.into_inner();
+            apps.extend(page.apps);
+            if page.next_page_token.is_empty() {
+                return Ok(apps);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Deactivates and deletes a service app.
+    pub async fn delete_service_app(&mut self, client_id: &str) -> Result<(), Error> {
+        let request = DeleteServiceAppRequest {
+            client_id: client_id.to_string(),
+        };
+        self.inner.delete_service_app(request).await?;
+        Ok(())
+    }
+
+    /// Grants scopes for the org authorization server and returns one
+    /// result per scope. A scope that Okta rejected comes back with outcome
+    /// [`ScopeOutcome::Failed`]; see [`failed_scopes`].
+    pub async fn grant_scopes(
+        &mut self,
+        client_id: &str,
+        scope_ids: &[&str],
+    ) -> Result<Vec<ScopeResult>, Error> {
+        let request = GrantScopesRequest {
+            client_id: client_id.to_string(),
+            scope_ids: scope_ids.iter().map(ToString::to_string).collect(),
+            issuer: String::new(),
+        };
+        Ok(self.inner.grant_scopes(request).await?.into_inner().results)
+    }
+
+    /// Lists a service app's active grants.
+    pub async fn list_grants(&mut self, client_id: &str) -> Result<Vec<Grant>, Error> {
+        let request = ListGrantsRequest {
+            client_id: client_id.to_string(),
+        };
+        Ok(self.inner.list_grants(request).await?.into_inner().grants)
+    }
+
+    /// Revokes scopes and returns one result per scope.
+    pub async fn revoke_scopes(
+        &mut self,
+        client_id: &str,
+        scope_ids: &[&str],
+    ) -> Result<Vec<ScopeResult>, Error> {
+        let request = RevokeScopesRequest {
+            client_id: client_id.to_string(),
+            scope_ids: scope_ids.iter().map(ToString::to_string).collect(),
+        };
+        Ok(self
+            .inner
+            .revoke_scopes(request)
+            .await?
+            .into_inner()
+            .results)
+    }
+}
+
+/// Returns the results whose outcome is [`ScopeOutcome::Failed`].
+///
+/// ```
+/// use registrar_sdk::failed_scopes;
+/// use registrar_sdk::v1::{ScopeOutcome, ScopeResult};
+///
+/// let results = vec![ScopeResult {
+///     scope_id: "okta.users.read".into(),
+///     outcome: ScopeOutcome::Granted as i32,
+///     ..Default::default()
+/// }];
+/// assert!(failed_scopes(&results).is_empty());
+/// ```
+pub fn failed_scopes(results: &[ScopeResult]) -> Vec<&ScopeResult> {
+    results
+        .iter()
+        .filter(|result| result.outcome == ScopeOutcome::Failed as i32)
+        .collect()
+}

@@ -1,1 +1,90 @@
-//! The registrar service.
+//! The registrar service: a gRPC API that registers backend services as
+//! Okta OAuth 2.0 service apps and grants them Okta API scopes.
+//!
+//! [`run`] serves the API on a bound listener until a shutdown future
+//! completes. The `registrar` binary and the end-to-end tests both use it.
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod jwk;
+pub mod okta;
+pub mod org;
+pub mod secret;
+pub mod service;
+pub mod store;
+pub mod validate;
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use registrar_api::v1::registrar_server::RegistrarServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use config::ServerConfig;
+use okta::OktaClient;
+use service::RegistrarService;
+use store::Store;
+
+/// The largest request or response message the server accepts, in bytes.
+/// A JWKS of 50 RSA-8192 keys is well under 100 KiB.
+pub const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+
+/// Serves the registrar API, gRPC server reflection (v1 and v1alpha) and the
+/// standard health service on `listener` until `shutdown` completes. Opens
+/// the store and applies its migrations first.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", config.database_url_for_display()))?;
+    let okta = OktaClient::new(
+        config.okta_org.clone(),
+        config.okta_api_token.clone(),
+        config.okta_timeout,
+    )
+    .context("building the Okta HTTP client")?;
+    let service = RegistrarService::new(okta, store);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<RegistrarServer<RegistrarService>>()
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(registrar_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection v1 service")?;
+    // grpcurl 1.8 speaks only the v1alpha reflection protocol.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(registrar_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building the reflection v1alpha service")?;
+
+    let registrar = RegistrarServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+
+    let address = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    tracing::info!(%address, okta_org = %config.okta_org, "registrar serving");
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(registrar)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .context("serving gRPC")?;
+    tracing::info!("registrar stopped");
+    Ok(())
+}

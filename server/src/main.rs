@@ -1,1 +1,85 @@
-fn main() {}
+//! The `registrar` binary: parses options, sets up logging, and runs the
+//! server or the demo.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use clap::Parser;
+use registrar_server::config::{Cli, Command, LogFormat};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own steps on stdout; only warnings go to stderr
+    // unless RUST_LOG asks for more.
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        Command::Serve(_) => "info",
+    };
+    init_tracing(cli.log_format, default_level);
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("registrar: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => {
+            let listen = args.listen;
+            let config = args.into_config()?;
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("--listen: cannot bind {listen}"))?;
+            registrar_server::run(listener, config, shutdown_signal()).await
+        }
+        Command::Demo(args) => registrar_server::demo::run(args).await,
+    }
+}
+
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,1 +1,193 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: an Okta emulator and a registrar
+//! server, both on `127.0.0.1:0` in this process, and a gRPC client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use okta_emulator::{AppSnapshot, Emulator, RecordedRequest};
+use registrar_api::v1::registrar_client::RegistrarClient;
+use registrar_api::v1::{
+    CreateServiceAppRequest, Jwk, Jwks, create_service_app_request::KeySource,
+};
+use registrar_server::ServerConfig;
+use registrar_server::org::OrgUrl;
+use registrar_server::secret::Secret;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// The API token the test emulator accepts.
+pub const API_TOKEN: &str = "e2e-test-api-token-0123456789";
+
+/// The registration request of Okta's service-app guide.
+pub const SAMPLE_REQUEST: &str = include_str!("../../fixtures/okta-dcr-service-app-request.json");
+
+/// A running emulator and registrar.
+#[derive(Debug)]
+pub struct TestEnv {
+    /// The emulator, for inspecting what reached "Okta".
+    pub emulator: Emulator,
+    /// The emulator's org URL.
+    pub org_url: String,
+    /// The registrar's gRPC address.
+    pub address: SocketAddr,
+    /// A client connected to the registrar.
+    pub client: RegistrarClient<Channel>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<anyhow::Result<()>>,
+    _data_dir: tempfile::TempDir,
+}
+
+/// What differs between test environments.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The emulator's settings.
+    pub emulator: okta_emulator::Config,
+    /// The token the registrar sends, which may differ from the emulator's
+    /// to test a rejected credential.
+    pub registrar_token: String,
+    /// When set, the registrar talks to this org URL instead of the emulator.
+    pub org_url_override: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            emulator: okta_emulator::Config::new(API_TOKEN),
+            registrar_token: API_TOKEN.to_string(),
+            org_url_override: None,
+        }
+    }
+}
+
+impl TestEnv {
+    /// Starts an emulator and a registrar with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts an emulator and a registrar with the given settings.
+    pub async fn start_with(options: Options) -> Self {
+        let (stop, stop_rx) = watch::channel(false);
+
+        let emulator = Emulator::new(options.emulator);
+        let emulator_listener = bind().await;
+        let org_url = format!(
+            "http://{}",
+            emulator_listener.local_addr().expect("bound address")
+        );
+        tokio::spawn({
+            let emulator = emulator.clone();
+            let stopped = stopped(stop_rx.clone());
+            async move { emulator.serve(emulator_listener, stopped).await }
+        });
+
+        let data_dir = tempfile::tempdir().expect("temporary directory");
+        let registrar_org = options.org_url_override.unwrap_or_else(|| org_url.clone());
+        let config = ServerConfig {
+            okta_org: OrgUrl::parse(&registrar_org).expect("valid org URL"),
+            okta_api_token: Secret::new(options.registrar_token),
+            database_url: format!("sqlite://{}/registrar.db", data_dir.path().display()),
+            okta_timeout: Duration::from_secs(5),
+        };
+        let listener = bind().await;
+        let address = listener.local_addr().expect("bound address");
+        let server = tokio::spawn(registrar_server::run(listener, config, stopped(stop_rx)));
+
+        // The listener is bound, so connecting succeeds at once; the first
+        // request waits until the server accepts.
+        let client = RegistrarClient::connect(format!("http://{address}"))
+            .await
+            .expect("registrar accepts connections");
+        Self {
+            emulator,
+            org_url,
+            address,
+            client,
+            stop,
+            server,
+            _data_dir: data_dir,
+        }
+    }
+
+    /// Returns a fresh client on a new connection.
+    pub async fn new_client(&self) -> RegistrarClient<Channel> {
+        RegistrarClient::connect(format!("http://{}", self.address))
+            .await
+            .expect("registrar accepts connections")
+    }
+
+    /// Returns every request the emulator received.
+    pub fn okta_requests(&self) -> Vec<RecordedRequest> {
+        self.emulator.requests()
+    }
+
+    /// Counts the requests with this method whose path ends with `suffix`.
+    pub fn count_requests(&self, method: &str, suffix: &str) -> usize {
+        self.emulator
+            .requests()
+            .iter()
+            .filter(|request| request.method == method && request.path.ends_with(suffix))
+            .count()
+    }
+
+    /// Returns the emulator's app with this id.
+    pub fn okta_app(&self, client_id: &str) -> Option<AppSnapshot> {
+        self.emulator
+            .apps()
+            .into_iter()
+            .find(|app| app.id == client_id)
+    }
+
+    /// Stops the registrar and the emulator and waits for the registrar to
+    /// finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.server
+            .await
+            .expect("registrar task joins")
+            .expect("registrar stops cleanly");
+    }
+}
+
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0")
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Returns the JWKS of Okta's sample request.
+pub fn sample_jwks() -> Jwks {
+    let sample: serde_json::Value = serde_json::from_str(SAMPLE_REQUEST).expect("sample parses");
+    let keys = sample["jwks"]["keys"]
+        .as_array()
+        .expect("sample has keys")
+        .iter()
+        .map(|key| {
+            let text = |name: &str| key[name].as_str().unwrap_or_default().to_string();
+            Jwk {
+                kty: text("kty"),
+                kid: text("kid"),
+                r#use: text("use"),
+                alg: text("alg"),
+                n: text("n"),
+                e: text("e"),
+                ..Jwk::default()
+            }
+        })
+        .collect();
+    Jwks { keys }
+}
+
+/// Builds a create request with the sample JWKS under another name.
+pub fn create_request(client_name: &str) -> CreateServiceAppRequest {
+    CreateServiceAppRequest {
+        client_name: client_name.to_string(),
+        key_source: Some(KeySource::Jwks(sample_jwks())),
+    }
+}

@@ -1,0 +1,197 @@
+//! The one place that maps the service's errors to gRPC status codes.
+//!
+//! The rule: INVALID_ARGUMENT and FAILED_PRECONDITION mean "do not retry
+//! as is", UNAVAILABLE and RESOURCE_EXHAUSTED mean "retry later",
+//! NOT_FOUND and ALREADY_EXISTS describe the app. A fault of the registrar's
+//! own Okta credential is FAILED_PRECONDITION with a message that says so,
+//! never UNAUTHENTICATED or PERMISSION_DENIED, which describe the caller.
+
+use tonic::{Code, Status};
+
+use crate::okta::{ErrorBody, OktaError};
+use crate::store::StoreError;
+use crate::validate::InvalidArgument;
+
+/// An error of a registrar operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A request field is invalid.
+    #[error(transparent)]
+    InvalidArgument(#[from] InvalidArgument),
+    /// No service app has this client id.
+    #[error("no service app has client_id {0:?}; check the id, or create the app first")]
+    AppNotFound(String),
+    /// The app exists in Okta but is not an OAuth service app.
+    #[error(
+        "client_id {0:?} is an Okta app but not an OAuth service app; the registrar manages only service apps"
+    )]
+    NotServiceApp(String),
+    /// A service app with this name exists already.
+    #[error(
+        "client_name: a service app named {name:?} already exists (client_id {client_id}); choose another name or use that app"
+    )]
+    NameTaken {
+        /// The requested name.
+        name: String,
+        /// The existing app's client id.
+        client_id: String,
+    },
+    /// The request asks for something this server does not do.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// An Okta call failed.
+    #[error(transparent)]
+    Okta(#[from] OktaError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    /// Turns Okta's "not found" for an app into [`ServiceError::AppNotFound`].
+    pub fn for_app(error: OktaError, client_id: &str) -> Self {
+        if error.is_not_found() {
+            Self::AppNotFound(client_id.to_string())
+        } else {
+            Self::Okta(error)
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        let code = match &error {
+            ServiceError::InvalidArgument(_) => Code::InvalidArgument,
+            ServiceError::AppNotFound(_) | ServiceError::NotServiceApp(_) => Code::NotFound,
+            ServiceError::NameTaken { .. } => Code::AlreadyExists,
+            ServiceError::Unimplemented(_) => Code::Unimplemented,
+            ServiceError::Store(_) => Code::Internal,
+            ServiceError::Okta(okta) => return okta_status(okta),
+        };
+        Status::new(code, error.to_string())
+    }
+}
+
+/// Maps a failed Okta call to a status whose message says whose fault it is.
+fn okta_status(error: &OktaError) -> Status {
+    let OktaError::Api {
+        operation,
+        status,
+        body,
+        request_id,
+        retry_after,
+    } = error
+    else {
+        let code = match error {
+            OktaError::Transport { .. } => Code::Unavailable,
+            _ => Code::Internal,
+        };
+        let hint = if code == Code::Unavailable {
+            "; retry with backoff"
+        } else {
+            ""
+        };
+        return Status::new(code, format!("{error}{hint}"));
+    };
+
+    let request_id = request_id
+        .as_deref()
+        .map(|id| format!(" [Okta request id {id}]"))
+        .unwrap_or_default();
+    let (code, message) = match status {
+        400 => (
+            Code::InvalidArgument,
+            format!("Okta rejected the request ({operation}): {body}"),
+        ),
+        401 => (
+            Code::FailedPrecondition,
+            format!(
+                "Okta rejected the registrar's own credential ({operation}: {body}); an operator must configure a valid Okta API token. The request itself was not at fault"
+            ),
+        ),
+        403 if is_credential_denial(body) => (
+            Code::FailedPrecondition,
+            format!(
+                "Okta refused the registrar's own credential permission ({operation}: {body}); granting scopes and changing service-app keys need a Super Admin credential. The request itself was not at fault"
+            ),
+        ),
+        403 | 409 => (
+            Code::FailedPrecondition,
+            format!("Okta refused {operation}: {body}"),
+        ),
+        404 => (
+            Code::NotFound,
+            format!("Okta found no such resource ({operation}): {body}"),
+        ),
+        429 => {
+            let seconds = retry_after.map(|wait| wait.as_secs()).unwrap_or(60);
+            (
+                Code::ResourceExhausted,
+                format!("Okta's rate limit was reached ({operation}); retry after {seconds} s"),
+            )
+        }
+        500..=599 => (
+            Code::Unavailable,
+            format!("Okta failed with HTTP {status} ({operation}): {body}; retry with backoff"),
+        ),
+        _ => (Code::Internal, error.to_string()),
+    };
+    Status::new(code, format!("{message}{request_id}"))
+}
+
+fn is_credential_denial(body: &ErrorBody) -> bool {
+    matches!(body.code(), Some("E0000006" | "E0000005" | "E0000015"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(status: u16, body: &str) -> ServiceError {
+        ServiceError::Okta(OktaError::Api {
+            operation: "grant scope",
+            status,
+            body: Box::new(ErrorBody::parse(body.as_bytes())),
+            request_id: Some("req-1".into()),
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn credential_errors_blame_the_registrar() {
+        let status = Status::from(api_error(
+            401,
+            r#"{"errorCode":"E0000011","errorSummary":"Invalid token provided"}"#,
+        ));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(
+            status.message().contains("registrar's own credential"),
+            "{}",
+            status.message()
+        );
+        assert!(status.message().contains("req-1"));
+
+        let status = Status::from(api_error(
+            403,
+            r#"{"errorCode":"E0000006","errorSummary":"You do not have permission"}"#,
+        ));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(status.message().contains("Super Admin"));
+    }
+
+    #[test]
+    fn availability_errors_are_retryable() {
+        assert_eq!(Status::from(api_error(503, "")).code(), Code::Unavailable);
+        assert_eq!(
+            Status::from(api_error(429, r#"{"errorCode":"E0000047"}"#)).code(),
+            Code::ResourceExhausted
+        );
+    }
+
+    #[test]
+    fn not_found_names_the_client() {
+        let status = Status::from(ServiceError::AppNotFound("0oaX".into()));
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(status.message().contains("0oaX"));
+    }
+}

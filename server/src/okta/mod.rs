@@ -1,0 +1,456 @@
+//! The Okta REST client: the only module that talks HTTP to Okta.
+//!
+//! It owns the `reqwest` client, timeouts, the `Authorization: SSWS` header,
+//! lenient decoding of Okta's JSON, both of Okta's error formats and `Link`
+//! pagination.
+
+mod error;
+mod link;
+pub mod model;
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+pub use error::{ErrorBody, OktaError};
+use model::{App, NewClient, NewGrant, RegisteredClient, ScopeGrant};
+
+use crate::org::OrgUrl;
+use crate::secret::Secret;
+
+/// The largest page size Okta accepts on its list endpoints.
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+/// A guard against pagination that never ends: no list is followed past
+/// this many pages (2,000,000 apps at the maximum page size).
+const MAX_PAGES: usize = 10_000;
+
+/// One page of a list, with the relative URL of the next page.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items of this page that could be decoded.
+    pub items: Vec<T>,
+    /// The next page as a path with query, relative to the org URL, or
+    /// `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// A client for one Okta org, authenticated with an API token.
+#[derive(Debug, Clone)]
+pub struct OktaClient {
+    http: reqwest::Client,
+    org: OrgUrl,
+    api_token: Secret,
+}
+
+impl OktaClient {
+    /// Builds a client for the org. `timeout` bounds each whole request.
+    pub fn new(org: OrgUrl, api_token: Secret, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("registrar/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            // Okta's pagination links are followed by hand, after checking
+            // that they stay on the org; a redirect could send the API token
+            // elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            http,
+            org,
+            api_token,
+        })
+    }
+
+    /// Returns the org URL, without a trailing slash.
+    pub fn org(&self) -> &OrgUrl {
+        &self.org
+    }
+
+    /// Registers a client through dynamic client registration.
+    pub async fn create_client(&self, body: &NewClient) -> Result<RegisteredClient, OktaError> {
+        let operation = "create client";
+        let request = self
+            .request(Method::POST, &["oauth2", "v1", "clients"])
+            .json(body);
+        let response = self.send(operation, request).await?;
+        decode(operation, response).await
+    }
+
+    /// Fetches one app.
+    pub async fn get_app(&self, app_id: &str) -> Result<App, OktaError> {
+        let operation = "get app";
+        let request = self.request(Method::GET, &["api", "v1", "apps", app_id]);
+        let response = self.send(operation, request).await?;
+        decode(operation, response).await
+    }
+
+    /// Fetches one page of apps. `page` is either `None` for the first page
+    /// (filtered by the `q` prefix and sized by `limit`) or the `next` of a
+    /// previous page, which must be a path under `/api/v1/apps` on this org.
+    pub async fn list_apps_page(
+        &self,
+        q: Option<&str>,
+        limit: u32,
+        page: Option<&str>,
+    ) -> Result<Page<App>, OktaError> {
+        let operation = "list apps";
+        let url = match page {
+            Some(next) => self.resolve_page(operation, next, "/api/v1/apps")?,
+            None => {
+                let mut url = self.url(&["api", "v1", "apps"]);
+                {
+                    let mut query = url.query_pairs_mut();
+                    if let Some(q) = q.filter(|q| !q.is_empty()) {
+                        query.append_pair("q", q);
+                    }
+                    query.append_pair("limit", &limit.min(MAX_PAGE_SIZE).to_string());
+                }
+                url
+            }
+        };
+        let request = self.authorized(self.http.get(url));
+        let response = self.send(operation, request).await?;
+        let next = self.next_page(operation, response.headers())?;
+        let values: Vec<serde_json::Value> = decode(operation, response).await?;
+        let items = decode_each(operation, values);
+        Ok(Page { items, next })
+    }
+
+    /// Lists every app matching the `q` prefix, following `Link` headers to
+    /// the last page with the largest page size.
+    pub async fn list_apps_all(&self, q: &str) -> Result<Vec<App>, OktaError> {
+        let operation = "list apps";
+        let mut apps = Vec::new();
+        let mut seen = HashSet::new();
+        let mut page = self.list_apps_page(Some(q), MAX_PAGE_SIZE, None).await?;
+        loop {
+            apps.append(&mut page.items);
+            let Some(next) = page.next else {
+                return Ok(apps);
+            };
+            if !seen.insert(next.clone()) {
+                return Err(OktaError::Pagination {
+                    operation,
+                    detail: format!("the next link {next} repeats an earlier page"),
+                });
+            }
+            if seen.len() >= MAX_PAGES {
+                return Err(OktaError::Pagination {
+                    operation,
+                    detail: format!("more than {MAX_PAGES} pages"),
+                });
+            }
+            page = self
+                .list_apps_page(None, MAX_PAGE_SIZE, Some(&next))
+                .await?;
+        }
+    }
+
+    /// Deactivates an app.
+    pub async fn deactivate_app(&self, app_id: &str) -> Result<(), OktaError> {
+        let operation = "deactivate app";
+        let path = ["api", "v1", "apps", app_id, "lifecycle", "deactivate"];
+        let request = self.request(Method::POST, &path);
+        self.send(operation, request).await.map(drop)
+    }
+
+    /// Deletes an inactive app.
+    pub async fn delete_app(&self, app_id: &str) -> Result<(), OktaError> {
+        let operation = "delete app";
+        let request = self.request(Method::DELETE, &["api", "v1", "apps", app_id]);
+        self.send(operation, request).await.map(drop)
+    }
+
+    /// Lists an app's scope grants. Okta does not paginate this list.
+    pub async fn list_grants(&self, app_id: &str) -> Result<Vec<ScopeGrant>, OktaError> {
+        let operation = "list grants";
+        let request = self.request(Method::GET, &["api", "v1", "apps", app_id, "grants"]);
+        let response = self.send(operation, request).await?;
+        let values: Vec<serde_json::Value> = decode(operation, response).await?;
+        Ok(decode_each(operation, values))
+    }
+
+    /// Grants one scope to an app for the org authorization server.
+    pub async fn create_grant(
+        &self,
+        app_id: &str,
+        scope_id: &str,
+    ) -> Result<ScopeGrant, OktaError> {
+        let operation = "grant scope";
+        let body = NewGrant {
+            scope_id,
+            issuer: self.org.as_str(),
+        };
+        let request = self
+            .request(Method::POST, &["api", "v1", "apps", app_id, "grants"])
+            .json(&body);
+        let response = self.send(operation, request).await?;
+        decode(operation, response).await
+    }
+
+    /// Revokes one grant.
+    pub async fn delete_grant(&self, app_id: &str, grant_id: &str) -> Result<(), OktaError> {
+        let operation = "revoke grant";
+        let path = ["api", "v1", "apps", app_id, "grants", grant_id];
+        let request = self.request(Method::DELETE, &path);
+        self.send(operation, request).await.map(drop)
+    }
+
+    /// Builds an org URL from path segments, percent-encoding each one so
+    /// that an id can never change the path.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.org.url().clone();
+        url.path_segments_mut()
+            .expect("an http(s) org URL always has a path")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
+        self.authorized(self.http.request(method, self.url(segments)))
+    }
+
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        request
+            .header(ACCEPT, "application/json")
+            .header(AUTHORIZATION, format!("SSWS {}", self.api_token.expose()))
+    }
+
+    /// Sends a request and turns every non-2xx answer into an error.
+    async fn send(
+        &self,
+        operation: &'static str,
+        request: RequestBuilder,
+    ) -> Result<Response, OktaError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| OktaError::Transport {
+                operation,
+                source: source.without_url(),
+            })?;
+        let status = response.status();
+        let request_id = header_str(response.headers(), "x-okta-request-id");
+        tracing::debug!(
+            operation,
+            status = status.as_u16(),
+            okta_request_id = request_id.as_deref().unwrap_or(""),
+            "okta call"
+        );
+        if status.is_success() {
+            return Ok(response);
+        }
+
+        let retry_after =
+            (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(response.headers()));
+        let body = response.bytes().await.unwrap_or_default();
+        Err(OktaError::Api {
+            operation,
+            status: status.as_u16(),
+            body: Box::new(ErrorBody::parse(&body)),
+            request_id,
+            retry_after,
+        })
+    }
+
+    /// Reads the next page link and checks that it stays on the org.
+    fn next_page(
+        &self,
+        operation: &'static str,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, OktaError> {
+        let values = headers
+            .get_all(LINK)
+            .iter()
+            .filter_map(|value| value.to_str().ok());
+        let Some(target) = link::next_link(values) else {
+            return Ok(None);
+        };
+        let url = self.resolve_page(operation, &target, "")?;
+        let mut relative = url.path().to_string();
+        if let Some(query) = url.query() {
+            relative.push('?');
+            relative.push_str(query);
+        }
+        Ok(Some(relative))
+    }
+
+    /// Resolves a page link against the org URL. It must stay on the org's
+    /// origin and, when `path` is not empty, point at that path, because the
+    /// API token is sent with it.
+    fn resolve_page(
+        &self,
+        operation: &'static str,
+        link: &str,
+        path: &str,
+    ) -> Result<Url, OktaError> {
+        let base = self.org.url();
+        let url = base.join(link).map_err(|err| OktaError::Pagination {
+            operation,
+            detail: format!("the link {link:?} is not a URL: {err}"),
+        })?;
+        if url.origin() != base.origin() {
+            return Err(OktaError::Pagination {
+                operation,
+                detail: format!("the link {link:?} leaves the org {}", self.org),
+            });
+        }
+        let expected = format!("{}{path}", base.path().trim_end_matches('/'));
+        if !path.is_empty() && url.path() != expected {
+            return Err(OktaError::Pagination {
+                operation,
+                detail: format!("the link {link:?} does not point at {path}"),
+            });
+        }
+        Ok(url)
+    }
+}
+
+async fn decode<T: DeserializeOwned>(
+    operation: &'static str,
+    response: Response,
+) -> Result<T, OktaError> {
+    let body = response
+        .bytes()
+        .await
+        .map_err(|source| OktaError::Transport {
+            operation,
+            source: source.without_url(),
+        })?;
+    serde_json::from_slice(&body).map_err(|err| OktaError::Decode {
+        operation,
+        detail: err.to_string(),
+    })
+}
+
+/// Decodes list items one by one, so that one odd item never fails a page.
+fn decode_each<T: DeserializeOwned>(
+    operation: &'static str,
+    values: Vec<serde_json::Value>,
+) -> Vec<T> {
+    values
+        .into_iter()
+        .filter_map(|value| match serde_json::from_value(value) {
+            Ok(item) => Some(item),
+            Err(error) => {
+                tracing::warn!(operation, %error, "skipped a list item Okta returned in an unexpected shape");
+                None
+            }
+        })
+        .collect()
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Computes the wait before a retry from `X-Rate-Limit-Reset` (epoch
+/// seconds) against the response's `Date` header, as Okta's SDKs do, plus one
+/// second. Missing or malformed headers give a bounded default.
+fn retry_after(headers: &HeaderMap) -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(60);
+    let reset = header_str(headers, "x-rate-limit-reset")
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    let now = header_str(headers, "date")
+        .and_then(|value| httpdate_to_unix(&value))
+        .or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|elapsed| elapsed.as_secs())
+        });
+    match (reset, now) {
+        (Some(reset), Some(now)) => {
+            Duration::from_secs(reset.saturating_sub(now).saturating_add(1)).min(DEFAULT)
+        }
+        _ => DEFAULT,
+    }
+}
+
+/// Parses an HTTP date (RFC 9110 IMF-fixdate) into seconds since the epoch.
+fn httpdate_to_unix(value: &str) -> Option<u64> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let parsed = time::PrimitiveDateTime::parse(value.trim(), format).ok()?;
+    u64::try_from(parsed.assume_utc().unix_timestamp()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn client() -> OktaClient {
+        let org = OrgUrl::parse("https://example.okta.com/").expect("valid org");
+        OktaClient::new(org, Secret::new("token"), Duration::from_secs(5)).expect("client builds")
+    }
+
+    #[test]
+    fn url_encodes_ids_as_one_segment() {
+        let url = client().url(&["api", "v1", "apps", "../../users", "grants"]);
+        assert_eq!(
+            url.as_str(),
+            "https://example.okta.com/api/v1/apps/..%2F..%2Fusers/grants"
+        );
+    }
+
+    #[test]
+    fn page_links_stay_on_org() {
+        let client = client();
+        let ok = client.resolve_page(
+            "list apps",
+            "https://example.okta.com/api/v1/apps?after=x",
+            "/api/v1/apps",
+        );
+        assert!(ok.is_ok());
+        let relative = client.resolve_page("list apps", "/api/v1/apps?after=x", "/api/v1/apps");
+        assert!(relative.is_ok());
+        let other_host = client.resolve_page(
+            "list apps",
+            "https://evil.example/api/v1/apps",
+            "/api/v1/apps",
+        );
+        assert!(matches!(other_host, Err(OktaError::Pagination { .. })));
+        let other_path = client.resolve_page("list apps", "/api/v1/users", "/api/v1/apps");
+        assert!(matches!(other_path, Err(OktaError::Pagination { .. })));
+    }
+
+    #[test]
+    fn retry_after_uses_date_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "date",
+            HeaderValue::from_static("Thu, 01 Jan 2026 00:00:00 GMT"),
+        );
+        // 2026-01-01T00:00:10Z
+        headers.insert("x-rate-limit-reset", HeaderValue::from_static("1767225610"));
+        assert_eq!(retry_after(&headers), Duration::from_secs(11));
+    }
+
+    #[test]
+    fn retry_after_is_bounded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-rate-limit-reset",
+            HeaderValue::from_static("not a number"),
+        );
+        assert_eq!(retry_after(&headers), Duration::from_secs(60));
+        headers.insert(
+            "x-rate-limit-reset",
+            HeaderValue::from_static("99999999999"),
+        );
+        assert_eq!(retry_after(&headers), Duration::from_secs(60));
+        headers.insert("x-rate-limit-reset", HeaderValue::from_static("0"));
+        assert_eq!(retry_after(&headers), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,576 @@
+//! The gRPC adapter: the `registrar.v1.Registrar` service on top of the Okta
+//! client and the store.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use registrar_api::prost_types;
+use registrar_api::v1::registrar_server::Registrar;
+use registrar_api::v1::{
+    AppStatus, CreateServiceAppRequest, CreateServiceAppResponse, DeleteServiceAppRequest,
+    DeleteServiceAppResponse, GetServiceAppRequest, GetServiceAppResponse, Grant,
+    GrantScopesRequest, GrantScopesResponse, KeyStatus, ListGrantsRequest, ListGrantsResponse,
+    ListServiceAppsRequest, ListServiceAppsResponse, RevokeScopesRequest, RevokeScopesResponse,
+    ScopeOutcome, ScopeResult, ServiceApp, create_service_app_request::KeySource,
+};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use crate::error::ServiceError;
+use crate::jwk;
+use crate::okta::model::{App, NewClient, RegisteredClient};
+use crate::okta::{OktaClient, OktaError};
+use crate::store::{AppRecord, KeyRecord, Store};
+use crate::validate::{self, InvalidArgument};
+
+const DEFAULT_PAGE_SIZE: i32 = 20;
+const MAX_PAGE_SIZE: i32 = 200;
+
+/// The `Registrar` gRPC service.
+#[derive(Debug, Clone)]
+pub struct RegistrarService {
+    okta: OktaClient,
+    store: Store,
+}
+
+impl RegistrarService {
+    /// Builds the service over an Okta client and a store.
+    pub fn new(okta: OktaClient, store: Store) -> Self {
+        Self { okta, store }
+    }
+
+    /// Fetches an app and checks that it is a service app.
+    async fn service_app(&self, client_id: &str) -> Result<App, ServiceError> {
+        let app = self
+            .okta
+            .get_app(client_id)
+            .await
+            .map_err(|err| ServiceError::for_app(err, client_id))?;
+        if !app.is_service_app() {
+            return Err(ServiceError::NotServiceApp(client_id.to_string()));
+        }
+        Ok(app)
+    }
+
+    async fn create(&self, request: CreateServiceAppRequest) -> Result<ServiceApp, ServiceError> {
+        validate::client_name(&request.client_name)?;
+        let jwks = match request.key_source {
+            Some(KeySource::Jwks(jwks)) => {
+                jwk::validate_jwks("jwks", &jwks)?;
+                jwks
+            }
+            Some(KeySource::GenerateKey(_)) => {
+                return Err(ServiceError::Unimplemented(
+                    "generate_key: this server does not generate keys yet; supply the public keys in jwks".into(),
+                ));
+            }
+            None => {
+                return Err(InvalidArgument::new(
+                    "key_source",
+                    "is not set; supply the app's public keys in jwks, or set generate_key",
+                )
+                .into());
+            }
+        };
+
+        // Names are unique among service apps, so a retried create finds the
+        // app that the first attempt made instead of making a second one.
+        let existing = self.okta.list_apps_all(&request.client_name).await?;
+        if let Some(app) = existing
+            .iter()
+            .find(|app| app.is_service_app() && app.label == request.client_name)
+        {
+            return Err(ServiceError::NameTaken {
+                name: request.client_name,
+                client_id: app.id.clone(),
+            });
+        }
+
+        let keys = jwks.keys.iter().map(jwk::to_okta_json).collect();
+        let body = NewClient::service_app(request.client_name.clone(), keys);
+        let registered = self.okta.create_client(&body).await?;
+        let app = registered_app(&registered);
+        tracing::info!(client_id = %app.client_id, client_name = %app.client_name, keys = app.keys.len(), "service app created");
+
+        let record = AppRecord {
+            client_id: app.client_id.clone(),
+            client_name: app.client_name.clone(),
+            issued_at: registered.client_id_issued_at.unwrap_or_default(),
+            keys: app
+                .keys
+                .iter()
+                .filter_map(|key| {
+                    let jwk = key.jwk.as_ref()?;
+                    Some(KeyRecord {
+                        thumbprint: key.thumbprint.clone(),
+                        kid: key.kid.clone(),
+                        public_jwk: jwk::to_okta_json(jwk).to_string(),
+                    })
+                })
+                .collect(),
+            deleted: false,
+        };
+        self.store.record_app(&record).await?;
+        Ok(app)
+    }
+
+    async fn list(
+        &self,
+        request: ListServiceAppsRequest,
+    ) -> Result<ListServiceAppsResponse, ServiceError> {
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size if (1..=MAX_PAGE_SIZE).contains(&size) => size,
+            size => {
+                return Err(InvalidArgument::new(
+                    "page_size",
+                    format!("{size} is out of range; use 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"),
+                )
+                .into());
+            }
+        };
+        let next = if request.page_token.is_empty() {
+            None
+        } else {
+            let token = PageToken::decode(&request.page_token)?;
+            if token.q != request.name_prefix {
+                return Err(InvalidArgument::new(
+                    "page_token",
+                    "was issued for another name_prefix; repeat the name_prefix of the first request",
+                )
+                .into());
+            }
+            Some(token.next)
+        };
+
+        let limit = u32::try_from(page_size).expect("page_size was checked to be positive");
+        let page = self
+            .okta
+            .list_apps_page(Some(&request.name_prefix), limit, next.as_deref())
+            .await?;
+        let apps = page
+            .items
+            .iter()
+            .filter(|app| app.is_service_app())
+            .map(app_message)
+            .collect();
+        let next_page_token = page
+            .next
+            .map(|next| {
+                PageToken {
+                    next,
+                    q: request.name_prefix,
+                }
+                .encode()
+            })
+            .unwrap_or_default();
+        Ok(ListServiceAppsResponse {
+            apps,
+            next_page_token,
+        })
+    }
+
+    async fn delete(&self, client_id: &str) -> Result<(), ServiceError> {
+        validate::client_id(client_id)?;
+        let app = self.service_app(client_id).await?;
+        if app.status != "INACTIVE" {
+            self.okta
+                .deactivate_app(client_id)
+                .await
+                .map_err(|err| ServiceError::for_app(err, client_id))?;
+        }
+        self.okta
+            .delete_app(client_id)
+            .await
+            .map_err(|err| ServiceError::for_app(err, client_id))?;
+        self.store.mark_app_deleted(client_id).await?;
+        tracing::info!(%client_id, "service app deleted");
+        Ok(())
+    }
+
+    async fn grant(&self, request: GrantScopesRequest) -> Result<Vec<ScopeResult>, ServiceError> {
+        validate::client_id(&request.client_id)?;
+        let scope_ids = validate::scope_ids(&request.scope_ids)?;
+        if !request.issuer.is_empty() && !self.okta.org().is_issuer(&request.issuer) {
+            return Err(InvalidArgument::new(
+                "issuer",
+                format!(
+                    "{:?} is not this registrar's Okta org; leave it empty or use {}",
+                    validate::truncate(&request.issuer, 100),
+                    self.okta.org()
+                ),
+            )
+            .into());
+        }
+        let client_id = request.client_id.as_str();
+        self.service_app(client_id).await?;
+        let existing = self
+            .okta
+            .list_grants(client_id)
+            .await
+            .map_err(|err| ServiceError::for_app(err, client_id))?;
+
+        let mut results = Vec::with_capacity(scope_ids.len());
+        let mut abort: Option<OktaError> = None;
+        for scope_id in scope_ids {
+            if let Some(grant) = active_grant(&existing, &scope_id, self.okta.org().as_str()) {
+                results.push(scope_result(
+                    &scope_id,
+                    ScopeOutcome::AlreadyGranted,
+                    &grant.id,
+                    "",
+                ));
+                continue;
+            }
+            if let Some(error) = &abort {
+                results.push(scope_result(
+                    &scope_id,
+                    ScopeOutcome::Failed,
+                    "",
+                    &format!("not attempted: {error}"),
+                ));
+                continue;
+            }
+            match self.okta.create_grant(client_id, &scope_id).await {
+                Ok(grant) => {
+                    tracing::info!(%client_id, %scope_id, grant_id = %grant.id, "scope granted");
+                    self.store
+                        .record_grant(client_id, &scope_id, &grant.id)
+                        .await?;
+                    results.push(scope_result(
+                        &scope_id,
+                        ScopeOutcome::Granted,
+                        &grant.id,
+                        "",
+                    ));
+                }
+                Err(error) if error.is_bad_request() => {
+                    results.push(self.after_rejected_grant(client_id, &scope_id, error).await);
+                }
+                Err(error) => {
+                    // Nothing changed yet: the whole call fails with Okta's
+                    // error. Otherwise the results keep what was granted.
+                    if !results
+                        .iter()
+                        .any(|result| result.outcome == ScopeOutcome::Granted as i32)
+                    {
+                        return Err(ServiceError::for_app(error, client_id));
+                    }
+                    tracing::warn!(%client_id, %scope_id, %error, "grant failed; remaining scopes not attempted");
+                    results.push(scope_result(
+                        &scope_id,
+                        ScopeOutcome::Failed,
+                        "",
+                        &error.to_string(),
+                    ));
+                    abort = Some(error);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Re-lists grants after Okta rejected one, because Okta may reject a
+    /// grant that already exists (granted meanwhile by someone else).
+    async fn after_rejected_grant(
+        &self,
+        client_id: &str,
+        scope_id: &str,
+        error: OktaError,
+    ) -> ScopeResult {
+        let org = self.okta.org().as_str();
+        if let Ok(grants) = self.okta.list_grants(client_id).await
+            && let Some(grant) = active_grant(&grants, scope_id, org)
+        {
+            return scope_result(scope_id, ScopeOutcome::AlreadyGranted, &grant.id, "");
+        }
+        tracing::debug!(%client_id, %scope_id, %error, "okta rejected a grant");
+        let reason = match &error {
+            OktaError::Api { body, .. } => format!("Okta rejected the grant: {body}"),
+            other => other.to_string(),
+        };
+        scope_result(scope_id, ScopeOutcome::Failed, "", &reason)
+    }
+
+    async fn list_grants(&self, client_id: &str) -> Result<Vec<Grant>, ServiceError> {
+        validate::client_id(client_id)?;
+        self.service_app(client_id).await?;
+        let grants = self
+            .okta
+            .list_grants(client_id)
+            .await
+            .map_err(|err| ServiceError::for_app(err, client_id))?;
+        Ok(grants
+            .iter()
+            .filter(|grant| grant.status.is_empty() || grant.status == "ACTIVE")
+            .map(|grant| Grant {
+                grant_id: grant.id.clone(),
+                scope_id: grant.scope_id.clone(),
+                issuer: grant.issuer.clone(),
+                created: grant.created.as_deref().and_then(parse_timestamp),
+            })
+            .collect())
+    }
+
+    async fn revoke(&self, request: RevokeScopesRequest) -> Result<Vec<ScopeResult>, ServiceError> {
+        validate::client_id(&request.client_id)?;
+        let scope_ids = validate::scope_ids(&request.scope_ids)?;
+        let client_id = request.client_id.as_str();
+        self.service_app(client_id).await?;
+        let grants = self
+            .okta
+            .list_grants(client_id)
+            .await
+            .map_err(|err| ServiceError::for_app(err, client_id))?;
+
+        let mut results = Vec::with_capacity(scope_ids.len());
+        for scope_id in scope_ids {
+            let matching: Vec<_> = grants
+                .iter()
+                .filter(|grant| {
+                    grant.scope_id == scope_id
+                        && (grant.status.is_empty() || grant.status == "ACTIVE")
+                })
+                .collect();
+            if matching.is_empty() {
+                results.push(scope_result(&scope_id, ScopeOutcome::NotGranted, "", ""));
+                continue;
+            }
+            // A scope may hold several grants (for example, one per issuer);
+            // revoking the scope removes all of them.
+            let mut outcome = scope_result(&scope_id, ScopeOutcome::Revoked, "", "");
+            for grant in matching {
+                match self.okta.delete_grant(client_id, &grant.id).await {
+                    Ok(()) => {
+                        tracing::info!(%client_id, %scope_id, grant_id = %grant.id, "scope revoked");
+                        self.store.record_revocation(client_id, &grant.id).await?;
+                        outcome.grant_id = grant.id.clone();
+                    }
+                    // Gone in the meantime: the goal is reached.
+                    Err(error) if error.is_not_found() => outcome.grant_id = grant.id.clone(),
+                    Err(error) => {
+                        let changed = results.iter().any(|result: &ScopeResult| {
+                            result.outcome == ScopeOutcome::Revoked as i32
+                        });
+                        if !changed && outcome.grant_id.is_empty() {
+                            return Err(ServiceError::for_app(error, client_id));
+                        }
+                        tracing::warn!(%client_id, %scope_id, %error, "revoke failed");
+                        outcome =
+                            scope_result(&scope_id, ScopeOutcome::Failed, "", &error.to_string());
+                        break;
+                    }
+                }
+            }
+            results.push(outcome);
+        }
+        Ok(results)
+    }
+}
+
+#[tonic::async_trait]
+impl Registrar for RegistrarService {
+    #[instrument(skip_all, fields(client_name = %request.get_ref().client_name))]
+    async fn create_service_app(
+        &self,
+        request: Request<CreateServiceAppRequest>,
+    ) -> Result<Response<CreateServiceAppResponse>, Status> {
+        let app = self.create(request.into_inner()).await.map_err(log_error)?;
+        Ok(Response::new(CreateServiceAppResponse { app: Some(app) }))
+    }
+
+    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    async fn get_service_app(
+        &self,
+        request: Request<GetServiceAppRequest>,
+    ) -> Result<Response<GetServiceAppResponse>, Status> {
+        let client_id = &request.get_ref().client_id;
+        validate::client_id(client_id).map_err(ServiceError::from)?;
+        let app = self.service_app(client_id).await.map_err(log_error)?;
+        Ok(Response::new(GetServiceAppResponse {
+            app: Some(app_message(&app)),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_service_apps(
+        &self,
+        request: Request<ListServiceAppsRequest>,
+    ) -> Result<Response<ListServiceAppsResponse>, Status> {
+        let response = self.list(request.into_inner()).await.map_err(log_error)?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    async fn delete_service_app(
+        &self,
+        request: Request<DeleteServiceAppRequest>,
+    ) -> Result<Response<DeleteServiceAppResponse>, Status> {
+        self.delete(&request.get_ref().client_id)
+            .await
+            .map_err(log_error)?;
+        Ok(Response::new(DeleteServiceAppResponse {}))
+    }
+
+    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    async fn grant_scopes(
+        &self,
+        request: Request<GrantScopesRequest>,
+    ) -> Result<Response<GrantScopesResponse>, Status> {
+        let results = self.grant(request.into_inner()).await.map_err(log_error)?;
+        Ok(Response::new(GrantScopesResponse { results }))
+    }
+
+    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    async fn list_grants(
+        &self,
+        request: Request<ListGrantsRequest>,
+    ) -> Result<Response<ListGrantsResponse>, Status> {
+        let grants = RegistrarService::list_grants(self, &request.get_ref().client_id)
+            .await
+            .map_err(log_error)?;
+        Ok(Response::new(ListGrantsResponse { grants }))
+    }
+
+    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    async fn revoke_scopes(
+        &self,
+        request: Request<RevokeScopesRequest>,
+    ) -> Result<Response<RevokeScopesResponse>, Status> {
+        let results = self.revoke(request.into_inner()).await.map_err(log_error)?;
+        Ok(Response::new(RevokeScopesResponse { results }))
+    }
+}
+
+/// Logs a failed request at a level that fits its cause and converts it.
+fn log_error(error: ServiceError) -> Status {
+    match &error {
+        ServiceError::Okta(_) | ServiceError::Store(_) => tracing::warn!(%error, "request failed"),
+        _ => tracing::debug!(%error, "request rejected"),
+    }
+    error.into()
+}
+
+fn active_grant<'a>(
+    grants: &'a [crate::okta::model::ScopeGrant],
+    scope_id: &str,
+    issuer: &str,
+) -> Option<&'a crate::okta::model::ScopeGrant> {
+    grants.iter().find(|grant| {
+        grant.scope_id == scope_id
+            && (grant.status.is_empty() || grant.status == "ACTIVE")
+            && (grant.issuer.is_empty() || grant.issuer.trim_end_matches('/') == issuer)
+    })
+}
+
+fn scope_result(scope_id: &str, outcome: ScopeOutcome, grant_id: &str, error: &str) -> ScopeResult {
+    ScopeResult {
+        scope_id: scope_id.to_string(),
+        outcome: outcome as i32,
+        grant_id: grant_id.to_string(),
+        error: error.to_string(),
+    }
+}
+
+/// Builds the service app message from a registration response. Keys that
+/// dynamic client registration just created are active.
+fn registered_app(registered: &RegisteredClient) -> ServiceApp {
+    let keys = registered
+        .jwks
+        .as_ref()
+        .map(|jwks| jwks.keys.iter().map(jwk::from_okta_json).collect())
+        .unwrap_or_default();
+    let keys = Vec::into_iter(keys)
+        .map(|mut key: registrar_api::v1::PublicKey| {
+            if key.status == KeyStatus::Unspecified as i32 {
+                key.status = KeyStatus::Active as i32;
+            }
+            key
+        })
+        .collect();
+    ServiceApp {
+        client_id: registered.client_id.clone(),
+        client_name: registered.client_name.clone(),
+        keys,
+        client_id_issued_at: registered
+            .client_id_issued_at
+            .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
+        status: AppStatus::Active as i32,
+    }
+}
+
+/// Builds the service app message from an Okta app object.
+fn app_message(app: &App) -> ServiceApp {
+    let status = match app.status.as_str() {
+        "ACTIVE" => AppStatus::Active,
+        "INACTIVE" => AppStatus::Inactive,
+        _ => AppStatus::Unspecified,
+    };
+    ServiceApp {
+        client_id: app.id.clone(),
+        client_name: app.label.clone(),
+        keys: app.keys().iter().map(jwk::from_okta_json).collect(),
+        client_id_issued_at: app.created.as_deref().and_then(parse_timestamp),
+        status: status as i32,
+    }
+}
+
+fn parse_timestamp(value: &str) -> Option<prost_types::Timestamp> {
+    let parsed =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(prost_types::Timestamp {
+        seconds: parsed.unix_timestamp(),
+        nanos: i32::try_from(parsed.nanosecond()).unwrap_or_default(),
+    })
+}
+
+/// The state behind a `page_token`: Okta's next-page link and the search
+/// prefix it belongs to.
+#[derive(Debug, Serialize, Deserialize)]
+struct PageToken {
+    next: String,
+    q: String,
+}
+
+impl PageToken {
+    fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a page token always serialises");
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(token: &str) -> Result<Self, InvalidArgument> {
+        let invalid = || {
+            InvalidArgument::new(
+                "page_token",
+                "was not issued by this server; pass the next_page_token of the previous response, or leave it empty for the first page",
+            )
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+        serde_json::from_slice(&bytes).map_err(|_| invalid())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_token_round_trip() {
+        let token = PageToken {
+            next: "/api/v1/apps?after=0oa1&limit=2".into(),
+            q: "billing".into(),
+        };
+        let decoded = PageToken::decode(&token.encode()).expect("round trip");
+        assert_eq!(decoded.next, token.next);
+        assert_eq!(decoded.q, "billing");
+        assert!(PageToken::decode("not a token!").is_err());
+        assert!(PageToken::decode(&URL_SAFE_NO_PAD.encode("{}")).is_err());
+    }
+
+    #[test]
+    fn timestamps_parse_okta_format() {
+        let parsed = parse_timestamp("2026-03-27T18:32:06.000Z").expect("valid");
+        assert_eq!(parsed.seconds, 1_774_636_326);
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+}

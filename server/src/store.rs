@@ -1,0 +1,301 @@
+//! Persistence of what the registrar did: the service apps it created, their
+//! public keys, and the scope grants it made. SQLite is the embedded default.
+//!
+//! Okta remains the source of truth for an app's live state; the store is
+//! the registrar's own record, which later features (ownership, private keys,
+//! rotation) build on.
+
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Row, migrate::Migrator};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one this build supports.
+    #[error("unsupported database URL {0:?}; use sqlite://PATH")]
+    UnsupportedUrl(String),
+    /// A query or connection failed.
+    #[error("the registrar's store failed: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the schema migrations failed.
+    #[error("the registrar's store could not apply its migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A public key as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The RFC 7638 thumbprint.
+    pub thumbprint: String,
+    /// The key id, possibly empty.
+    pub kid: String,
+    /// The public JWK as JSON.
+    pub public_jwk: String,
+}
+
+/// A service app as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    /// The client id.
+    pub client_id: String,
+    /// The name it was created with.
+    pub client_name: String,
+    /// When Okta issued the client id, in Unix seconds.
+    pub issued_at: i64,
+    /// Its public keys.
+    pub keys: Vec<KeyRecord>,
+    /// Whether the registrar deleted it.
+    pub deleted: bool,
+}
+
+/// The registrar's store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens the database at `url`, creating it when missing, and applies
+    /// the schema migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true);
+        // Each connection to `sqlite::memory:` opens its own empty database,
+        // so an in-memory store must keep to one connection.
+        let max_connections = if url.contains(":memory:") { 1 } else { 4 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Returns whether the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Records a newly created app and its keys.
+    pub async fn record_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        let now = unix_now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO service_apps (client_id, client_name, issued_at, created_at) \
+             VALUES (?, ?, ?, ?) \
+             ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name, deleted_at = NULL",
+        )
+        .bind(&app.client_id)
+        .bind(&app.client_name)
+        .bind(app.issued_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for key in &app.keys {
+            sqlx::query(
+                "INSERT INTO app_keys (client_id, thumbprint, kid, public_jwk, created_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&app.client_id)
+            .bind(&key.thumbprint)
+            .bind(&key.kid)
+            .bind(&key.public_jwk)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Returns the recorded app, if the registrar created it.
+    pub async fn app(&self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT client_id, client_name, issued_at, deleted_at FROM service_apps WHERE client_id = ?",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let keys = sqlx::query(
+            "SELECT thumbprint, kid, public_jwk FROM app_keys WHERE client_id = ? ORDER BY created_at, thumbprint",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|key| KeyRecord {
+            thumbprint: key.get("thumbprint"),
+            kid: key.get("kid"),
+            public_jwk: key.get("public_jwk"),
+        })
+        .collect();
+        Ok(Some(AppRecord {
+            client_id: row.get("client_id"),
+            client_name: row.get("client_name"),
+            issued_at: row.get("issued_at"),
+            keys,
+            deleted: row.get::<Option<i64>, _>("deleted_at").is_some(),
+        }))
+    }
+
+    /// Marks an app as deleted. Unknown apps are ignored, because the
+    /// registrar may delete apps it did not create.
+    pub async fn mark_app_deleted(&self, client_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE service_apps SET deleted_at = ? WHERE client_id = ? AND deleted_at IS NULL",
+        )
+        .bind(unix_now())
+        .bind(client_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a grant the registrar made.
+    pub async fn record_grant(
+        &self,
+        client_id: &str,
+        scope_id: &str,
+        grant_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO scope_grants (client_id, scope_id, grant_id, granted_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(scope_id)
+        .bind(grant_id)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that a grant was revoked.
+    pub async fn record_revocation(
+        &self,
+        client_id: &str,
+        grant_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE scope_grants SET revoked_at = ? WHERE client_id = ? AND grant_id = ? AND revoked_at IS NULL",
+        )
+        .bind(unix_now())
+        .bind(client_id)
+        .bind(grant_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Returns the scope ids of the recorded, unrevoked grants of an app.
+    pub async fn granted_scopes(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scope_id FROM scope_grants WHERE client_id = ? AND revoked_at IS NULL ORDER BY scope_id",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|row| row.get("scope_id")).collect())
+    }
+}
+
+fn unix_now() -> i64 {
+    let elapsed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the system clock is after 1970");
+    i64::try_from(elapsed.as_secs()).expect("seconds since 1970 fit in i64")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn memory_store() -> Store {
+        Store::open("sqlite::memory:")
+            .await
+            .expect("in-memory store opens")
+    }
+
+    fn app() -> AppRecord {
+        AppRecord {
+            client_id: "0oa1".into(),
+            client_name: "billing".into(),
+            issued_at: 1_767_225_600,
+            keys: vec![KeyRecord {
+                thumbprint: "tp".into(),
+                kid: "k1".into(),
+                public_jwk: "{}".into(),
+            }],
+            deleted: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn app_round_trip() {
+        let store = memory_store().await;
+        store.record_app(&app()).await.expect("record");
+        assert_eq!(store.app("0oa1").await.expect("read"), Some(app()));
+        assert_eq!(store.app("0oa2").await.expect("read"), None);
+
+        store.mark_app_deleted("0oa1").await.expect("delete");
+        assert!(
+            store
+                .app("0oa1")
+                .await
+                .expect("read")
+                .expect("present")
+                .deleted
+        );
+    }
+
+    #[tokio::test]
+    async fn grants_round_trip() {
+        let store = memory_store().await;
+        store
+            .record_grant("0oa1", "okta.users.read", "oag1")
+            .await
+            .expect("grant");
+        store
+            .record_grant("0oa1", "okta.users.read", "oag1")
+            .await
+            .expect("repeat");
+        store
+            .record_grant("0oa1", "okta.apps.read", "oag2")
+            .await
+            .expect("grant");
+        assert_eq!(
+            store.granted_scopes("0oa1").await.expect("read"),
+            vec!["okta.apps.read", "okta.users.read"]
+        );
+        store
+            .record_revocation("0oa1", "oag1")
+            .await
+            .expect("revoke");
+        assert_eq!(
+            store.granted_scopes("0oa1").await.expect("read"),
+            vec!["okta.apps.read"]
+        );
+    }
+
+    #[tokio::test]
+    async fn rejects_other_urls() {
+        let err = Store::open("mysql://localhost/db")
+            .await
+            .expect_err("unsupported");
+        assert!(err.to_string().contains("sqlite://"), "{err}");
+    }
+}

@@ -1,0 +1,209 @@
+//! Validation of request fields, done before anything is sent to Okta.
+
+use std::collections::HashSet;
+use std::fmt;
+
+/// The longest client name accepted.
+pub const MAX_CLIENT_NAME_LEN: usize = 100;
+/// The most scope ids accepted in one request.
+pub const MAX_SCOPES: usize = 50;
+const MAX_SCOPE_LEN: usize = 100;
+const MAX_CLIENT_ID_LEN: usize = 100;
+
+/// A request field that failed validation, with the reason and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidArgument {
+    /// The field path, such as `jwks.keys[0].n`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl InvalidArgument {
+    /// Builds an error for one field.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for InvalidArgument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for InvalidArgument {}
+
+/// Validates a client name: 1 to 100 characters, no control characters, no
+/// leading or trailing whitespace.
+pub fn client_name(name: &str) -> Result<(), InvalidArgument> {
+    let field = "client_name";
+    if name.is_empty() {
+        return Err(InvalidArgument::new(
+            field,
+            "is empty; give the service app a name",
+        ));
+    }
+    let length = name.chars().count();
+    if length > MAX_CLIENT_NAME_LEN {
+        return Err(InvalidArgument::new(
+            field,
+            format!("is {length} characters long; use at most {MAX_CLIENT_NAME_LEN}"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(InvalidArgument::new(
+            field,
+            "contains a control character; remove it",
+        ));
+    }
+    if name.trim() != name {
+        return Err(InvalidArgument::new(
+            field,
+            "has leading or trailing whitespace; remove it",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a client id. The registrar only manages apps whose client id is
+/// the Okta app id, which is alphanumeric, so anything else is a mistake (and
+/// could otherwise change the path of an Okta URL).
+pub fn client_id(id: &str) -> Result<(), InvalidArgument> {
+    let field = "client_id";
+    if id.is_empty() {
+        return Err(InvalidArgument::new(
+            field,
+            "is empty; pass the client_id that CreateServiceApp returned",
+        ));
+    }
+    if id.len() > MAX_CLIENT_ID_LEN || !id.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+        return Err(InvalidArgument::new(
+            field,
+            format!(
+                "{:?} is not an Okta client id; expected the app id Okta returned, such as 0oa1b2c3d4e5f6g7h8i9",
+                truncate(id, 40)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a list of scope ids and returns them without duplicates, in
+/// request order.
+pub fn scope_ids(ids: &[String]) -> Result<Vec<String>, InvalidArgument> {
+    if ids.is_empty() {
+        return Err(InvalidArgument::new(
+            "scope_ids",
+            "is empty; list at least one Okta scope, such as okta.users.read",
+        ));
+    }
+    if ids.len() > MAX_SCOPES {
+        return Err(InvalidArgument::new(
+            "scope_ids",
+            format!(
+                "has {} entries; send at most {MAX_SCOPES} per request",
+                ids.len()
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut unique = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        scope_id(&format!("scope_ids[{index}]"), id)?;
+        if seen.insert(id.as_str()) {
+            unique.push(id.clone());
+        }
+    }
+    Ok(unique)
+}
+
+/// Validates one scope id: dot-separated segments of letters, digits, `_` and
+/// `-`, at least two segments, as in `okta.users.read` or `ssf.read`.
+fn scope_id(field: &str, id: &str) -> Result<(), InvalidArgument> {
+    let segments_ok = id.split('.').all(|segment| {
+        !segment.is_empty()
+            && segment
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+    });
+    if id.len() > MAX_SCOPE_LEN || !id.contains('.') || !segments_ok {
+        return Err(InvalidArgument::new(
+            field,
+            format!(
+                "{:?} is not a valid Okta scope id; use a dotted id such as okta.users.read",
+                truncate(id, 60)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Shortens untrusted input before it is echoed in an error message.
+pub fn truncate(value: &str, max_chars: usize) -> String {
+    if value.chars().count() <= max_chars {
+        return value.to_string();
+    }
+    let mut short: String = value.chars().take(max_chars).collect();
+    short.push('…');
+    short
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_name_rules() {
+        assert!(client_name("billing-worker").is_ok());
+        assert!(client_name(&"a".repeat(100)).is_ok());
+        assert_eq!(client_name("").expect_err("empty").field, "client_name");
+        assert!(client_name(&"a".repeat(101)).is_err());
+        assert!(client_name("tab\there").is_err());
+        assert!(client_name(" padded").is_err());
+    }
+
+    #[test]
+    fn client_id_rules() {
+        assert!(client_id("0oa1b2c3d4e5f6g7h8i9").is_ok());
+        assert!(client_id("").is_err());
+        assert!(client_id("..").is_err());
+        assert!(client_id("0oa/grants").is_err());
+        assert!(client_id(&"a".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn scope_rules() {
+        let ids = vec![
+            "okta.users.read".to_string(),
+            "ssf.read".to_string(),
+            "okta.users.read".to_string(),
+        ];
+        assert_eq!(
+            scope_ids(&ids).expect("valid"),
+            vec!["okta.users.read", "ssf.read"]
+        );
+        assert_eq!(scope_ids(&[]).expect_err("empty").field, "scope_ids");
+        for bad in [
+            "okta users.read",
+            "okta..read",
+            "openid",
+            ".okta.read",
+            "okta.read.",
+        ] {
+            let err = scope_ids(&[bad.to_string()]).expect_err(bad);
+            assert_eq!(err.field, "scope_ids[0]", "{bad}");
+        }
+        let many = vec!["okta.users.read".to_string(); 51];
+        assert!(scope_ids(&many).is_err());
+    }
+
+    #[test]
+    fn truncate_marks_cut() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,375 @@
+//! Bad input is rejected before anything reaches Okta, with a status code
+//! and a message that names the field and the fix. Okta failures map to
+//! codes that tell the caller what to do.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use registrar_api::v1::{
+    CreateServiceAppRequest, GenerateKey, GetServiceAppRequest, GrantScopesRequest, Jwk, Jwks,
+    ListServiceAppsRequest, RevokeScopesRequest, create_service_app_request::KeySource,
+};
+use registrar_tests::{Options, TestEnv, sample_jwks};
+use tonic::Code;
+
+fn with_keys(keys: Vec<Jwk>) -> CreateServiceAppRequest {
+    CreateServiceAppRequest {
+        client_name: "bad-input".into(),
+        key_source: Some(KeySource::Jwks(Jwks { keys })),
+    }
+}
+
+fn sample_key() -> Jwk {
+    sample_jwks().keys.remove(0)
+}
+
+/// A second valid RSA key, different from the sample key.
+fn other_key(kid: &str) -> Jwk {
+    let mut modulus = URL_SAFE_NO_PAD
+        .decode(&sample_key().n)
+        .expect("sample modulus decodes");
+    let last = modulus.len() - 1;
+    modulus[last] ^= 0x02;
+    Jwk {
+        kid: kid.into(),
+        n: URL_SAFE_NO_PAD.encode(modulus),
+        ..sample_key()
+    }
+}
+
+#[tokio::test]
+async fn create_rejects_bad_input_before_okta() {
+    let env = TestEnv::start().await;
+    let mut client = env.client.clone();
+
+    let cases: Vec<(&str, CreateServiceAppRequest, &str, &str)> = vec![
+        (
+            "empty name",
+            CreateServiceAppRequest {
+                client_name: String::new(),
+                ..with_keys(vec![sample_key()])
+            },
+            "client_name:",
+            "is empty",
+        ),
+        (
+            "overlong name",
+            CreateServiceAppRequest {
+                client_name: "x".repeat(101),
+                ..with_keys(vec![sample_key()])
+            },
+            "client_name:",
+            "at most 100",
+        ),
+        (
+            "no key source",
+            CreateServiceAppRequest {
+                client_name: "bad-input".into(),
+                key_source: None,
+            },
+            "key_source:",
+            "jwks",
+        ),
+        (
+            "empty JWKS",
+            with_keys(vec![]),
+            "jwks.keys:",
+            "at least one",
+        ),
+        (
+            "bad base64url",
+            with_keys(vec![Jwk {
+                n: "not base64!".into(),
+                ..sample_key()
+            }]),
+            "jwks.keys[0].n:",
+            "base64url",
+        ),
+        (
+            "short modulus",
+            with_keys(vec![Jwk {
+                n: URL_SAFE_NO_PAD.encode([0xC5u8; 128]),
+                ..sample_key()
+            }]),
+            "jwks.keys[0].n:",
+            "at least 2048 bits",
+        ),
+        (
+            "unknown kty",
+            with_keys(vec![Jwk {
+                kty: "oct".into(),
+                ..sample_key()
+            }]),
+            "jwks.keys[0].kty:",
+            "\"RSA\" or \"EC\"",
+        ),
+        (
+            "private member",
+            with_keys(vec![Jwk {
+                d: "cHJpdmF0ZQ".into(),
+                ..sample_key()
+            }]),
+            "jwks.keys[0].d:",
+            "only the public key",
+        ),
+        (
+            "duplicate kids",
+            with_keys(vec![sample_key(), other_key("O4O")]),
+            "jwks.keys[1].kid:",
+            "unique",
+        ),
+        (
+            "missing kid among several keys",
+            with_keys(vec![sample_key(), other_key("")]),
+            "jwks.keys[1].kid:",
+            "needs a kid",
+        ),
+        (
+            "encryption key",
+            with_keys(vec![Jwk {
+                r#use: "enc".into(),
+                ..sample_key()
+            }]),
+            "jwks.keys[0].use:",
+            "\"sig\"",
+        ),
+    ];
+
+    for (case, request, field, fix) in cases {
+        let status = client.create_service_app(request).await.expect_err(case);
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{case}: {}",
+            status.message()
+        );
+        assert!(
+            status.message().starts_with(field),
+            "{case}: {}",
+            status.message()
+        );
+        assert!(
+            status.message().contains(fix),
+            "{case}: {}",
+            status.message()
+        );
+    }
+    assert!(env.okta_requests().is_empty(), "{:?}", env.okta_requests());
+
+    // The private value is never echoed.
+    let status = client
+        .create_service_app(with_keys(vec![Jwk {
+            d: "c2VjcmV0LXByaXZhdGUtZXhwb25lbnQ".into(),
+            ..sample_key()
+        }]))
+        .await
+        .expect_err("private member");
+    assert!(
+        !status.message().contains("c2VjcmV0"),
+        "{}",
+        status.message()
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn generate_key_is_reported_unimplemented() {
+    let env = TestEnv::start().await;
+    let mut client = env.client.clone();
+    let status = client
+        .create_service_app(CreateServiceAppRequest {
+            client_name: "generated".into(),
+            key_source: Some(KeySource::GenerateKey(GenerateKey::default())),
+        })
+        .await
+        .expect_err("generation not available");
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(
+        status.message().starts_with("generate_key:"),
+        "{}",
+        status.message()
+    );
+    assert!(env.okta_requests().is_empty());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn scope_requests_reject_bad_input_before_okta() {
+    let env = TestEnv::start().await;
+    let mut client = env.client.clone();
+
+    let grant = |client_id: &str, scopes: &[&str], issuer: &str| GrantScopesRequest {
+        client_id: client_id.into(),
+        scope_ids: scopes.iter().map(ToString::to_string).collect(),
+        issuer: issuer.into(),
+    };
+    let cases = vec![
+        ("empty scope list", grant("0oa1", &[], ""), "scope_ids:"),
+        (
+            "malformed scope",
+            grant("0oa1", &["okta users read"], ""),
+            "scope_ids[0]:",
+        ),
+        (
+            "second scope malformed",
+            grant("0oa1", &["okta.users.read", "openid"], ""),
+            "scope_ids[1]:",
+        ),
+        (
+            "empty client id",
+            grant("", &["okta.users.read"], ""),
+            "client_id:",
+        ),
+        (
+            "path in client id",
+            grant("0oa1/../x", &["okta.users.read"], ""),
+            "client_id:",
+        ),
+        (
+            "other issuer",
+            grant(
+                "0oa1",
+                &["okta.users.read"],
+                "https://other.okta.com/oauth2/default",
+            ),
+            "issuer:",
+        ),
+    ];
+    for (case, request, field) in cases {
+        let status = client.grant_scopes(request).await.expect_err(case);
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{case}: {}",
+            status.message()
+        );
+        assert!(
+            status.message().starts_with(field),
+            "{case}: {}",
+            status.message()
+        );
+    }
+
+    let revoke = client
+        .revoke_scopes(RevokeScopesRequest {
+            client_id: "0oa1".into(),
+            scope_ids: vec![],
+        })
+        .await
+        .expect_err("empty revoke");
+    assert_eq!(revoke.code(), Code::InvalidArgument);
+
+    let page = client
+        .list_service_apps(ListServiceAppsRequest {
+            page_size: 201,
+            ..ListServiceAppsRequest::default()
+        })
+        .await
+        .expect_err("page size");
+    assert_eq!(page.code(), Code::InvalidArgument);
+    assert!(page.message().starts_with("page_size:"));
+    let token = client
+        .list_service_apps(ListServiceAppsRequest {
+            page_token: "forged".into(),
+            ..ListServiceAppsRequest::default()
+        })
+        .await
+        .expect_err("page token");
+    assert_eq!(token.code(), Code::InvalidArgument);
+    assert!(token.message().starts_with("page_token:"));
+
+    assert!(env.okta_requests().is_empty(), "{:?}", env.okta_requests());
+
+    // The issuer is accepted with a trailing slash.
+    let status = client
+        .grant_scopes(grant(
+            "0oa1missing",
+            &["okta.users.read"],
+            &format!("{}/", env.org_url),
+        ))
+        .await
+        .expect_err("unknown app");
+    assert_eq!(status.code(), Code::NotFound, "{}", status.message());
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_client_id_is_not_found() {
+    let env = TestEnv::start().await;
+    let mut client = env.client.clone();
+    let status = client
+        .get_service_app(GetServiceAppRequest {
+            client_id: "0oaDoesNotExist00000".into(),
+        })
+        .await
+        .expect_err("unknown app");
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(
+        status.message().contains("0oaDoesNotExist00000"),
+        "{}",
+        status.message()
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn okta_unreachable_is_unavailable() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = closed.local_addr().expect("address");
+    drop(closed);
+    let env = TestEnv::start_with(Options {
+        org_url_override: Some(format!("http://{address}")),
+        ..Options::default()
+    })
+    .await;
+    let mut client = env.client.clone();
+    let status = client
+        .get_service_app(GetServiceAppRequest {
+            client_id: "0oa1".into(),
+        })
+        .await
+        .expect_err("Okta unreachable");
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    assert!(
+        status.message().contains("could not be reached"),
+        "{}",
+        status.message()
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn rejected_registrar_credential_blames_the_registrar() {
+    let env = TestEnv::start_with(Options {
+        registrar_token: "wrong-token".into(),
+        ..Options::default()
+    })
+    .await;
+    let mut client = env.client.clone();
+    let status = client
+        .create_service_app(with_keys(vec![sample_key()]))
+        .await
+        .expect_err("credential rejected");
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("registrar's own credential"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("E0000011"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("wrong-token"),
+        "{}",
+        status.message()
+    );
+    env.stop().await;
+}
