@@ -1,0 +1,156 @@
+//! The steps every request on an Okta path goes through around its handler:
+//! rate limiting, API-token authentication, Okta's response headers and the
+//! request log.
+//!
+//! Rate limiting runs before authentication, so a request with a wrong
+//! token still counts against its bucket and can get a 429. Okta does not
+//! document the order.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, DATE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::errors::OktaError;
+use crate::ratelimit::{Bucket, Decision};
+use crate::{RecordedRequest, Shared, ids, timestamps};
+
+/// Path prefix of the emulator's own endpoints, which skip every step here.
+pub(crate) const ADMIN_PREFIX: &str = "/__emulator/";
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-okta-request-id");
+const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-rate-limit-limit");
+const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-rate-limit-remaining");
+const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("x-rate-limit-reset");
+
+/// Runs a request through rate limiting and authentication, calls the
+/// handler if both pass, then adds Okta's headers and records the request.
+pub(crate) async fn okta_pipeline(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if path.starts_with(ADMIN_PREFIX) {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let query = request.uri().query().map(str::to_owned);
+    let bucket = Bucket::classify(&method, &path);
+
+    let decision = bucket.map(|bucket| {
+        let budget = bucket.budget(&shared.config().rate_limits);
+        shared
+            .org()
+            .limiter
+            .check(bucket, budget, Instant::now(), SystemTime::now())
+    });
+
+    let mut response = if decision.is_some_and(|decision| !decision.allowed) {
+        OktaError::rate_limited().into_response()
+    } else if requires_api_token(&path)
+        && !has_api_token(request.headers(), &shared.config().api_token)
+    {
+        OktaError::invalid_token().into_response()
+    } else {
+        next.run(request).await
+    };
+
+    add_okta_headers(response.headers_mut(), decision);
+
+    let status = response.status().as_u16();
+    tracing::debug!(%method, %path, status, bucket = bucket.map(Bucket::name), "request");
+    shared.org().requests.push(RecordedRequest {
+        method: method.to_string(),
+        path,
+        query,
+        status,
+        bucket: bucket.map(|bucket| bucket.name().to_owned()),
+    });
+    response
+}
+
+/// Returns whether a path needs `Authorization: SSWS`. The token endpoint
+/// authenticates clients by their assertions instead.
+fn requires_api_token(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/oauth2/v1/clients")
+}
+
+/// Checks `Authorization: SSWS <token>`. The scheme is matched without
+/// regard to case and the token in constant time.
+fn has_api_token(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("SSWS")
+        && constant_time_eq(token.trim().as_bytes(), expected.as_bytes())
+}
+
+fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    if left.len() != right.len() {
+        return false;
+    }
+    left.iter()
+        .zip(right)
+        .fold(0_u8, |difference, (l, r)| difference | (l ^ r))
+        == 0
+}
+
+fn add_okta_headers(headers: &mut HeaderMap, decision: Option<Decision>) {
+    let request_id =
+        HeaderValue::from_str(&ids::request_id()).expect("request ids are alphanumeric");
+    headers.insert(REQUEST_ID, request_id);
+
+    let date = HeaderValue::from_str(&timestamps::http_date(SystemTime::now()))
+        .expect("HTTP dates are ASCII");
+    headers.insert(DATE, date);
+
+    if let Some(decision) = decision {
+        headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(decision.limit));
+        headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(decision.remaining));
+        headers.insert(
+            RATE_LIMIT_RESET,
+            HeaderValue::from(decision.reset_epoch_seconds),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers_with(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(authorization).expect("test values are ASCII"),
+        );
+        headers
+    }
+
+    #[test]
+    fn api_token_checks() {
+        assert!(has_api_token(&headers_with("SSWS abc"), "abc"));
+        assert!(has_api_token(&headers_with("ssws abc"), "abc"));
+        assert!(!has_api_token(&headers_with("SSWS abd"), "abc"));
+        assert!(!has_api_token(&headers_with("SSWS ab"), "abc"));
+        assert!(!has_api_token(&headers_with("Bearer abc"), "abc"));
+        assert!(!has_api_token(&headers_with("SSWSabc"), "abc"));
+        assert!(!has_api_token(&HeaderMap::new(), "abc"));
+    }
+
+    #[test]
+    fn token_paths() {
+        assert!(requires_api_token("/api/v1/apps"));
+        assert!(requires_api_token("/oauth2/v1/clients/0oa1"));
+        assert!(!requires_api_token("/oauth2/v1/token"));
+        assert!(!requires_api_token("/"));
+    }
+}

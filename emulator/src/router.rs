@@ -1,0 +1,56 @@
+//! The route table: Okta's paths, the emulator's admin paths, and Okta's
+//! responses for unknown paths (404 E0000008) and wrong methods (405
+//! E0000022).
+//!
+//! Okta endpoints the emulator does not serve yet, such as
+//! `PUT /api/v1/apps/{id}` and `PUT /oauth2/v1/clients/{id}`, return 405.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::errors::OktaError;
+use crate::{Shared, admin, app_create, apps, clients, grants, middleware};
+
+/// Builds the router with the middleware of every Okta request.
+pub(crate) fn build(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v1/apps", get(apps::list).post(app_create::create))
+        .route("/api/v1/apps/{app_id}", get(apps::get).delete(apps::delete))
+        .route(
+            "/api/v1/apps/{app_id}/lifecycle/activate",
+            post(apps::activate),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/lifecycle/deactivate",
+            post(apps::deactivate),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/grants",
+            get(grants::list).post(grants::create),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/grants/{grant_id}",
+            get(grants::get).delete(grants::revoke),
+        )
+        .route(
+            "/oauth2/v1/clients",
+            get(clients::list).post(clients::register),
+        )
+        .route(
+            "/oauth2/v1/clients/{client_id}",
+            get(clients::get).delete(clients::delete),
+        )
+        .route("/__emulator/requests", get(admin::requests))
+        .route("/__emulator/apps", get(admin::apps))
+        .fallback(|| async { OktaError::path_not_found().into_response() })
+        .method_not_allowed_fallback(|| async { OktaError::method_not_allowed().into_response() })
+        .layer(from_fn_with_state(
+            Arc::clone(&shared),
+            middleware::okta_pipeline,
+        ))
+        .with_state(shared)
+}
