@@ -4,9 +4,14 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
-use crate::{AppSnapshot, RecordedRequest, Shared};
+use crate::{AppSnapshot, KeyEvent, RecordedRequest, Shared};
 
 /// `GET /__emulator/requests`: every recorded request, in order.
 pub(crate) async fn requests(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedRequest>> {
@@ -22,4 +27,45 @@ pub(crate) async fn apps(State(shared): State<Arc<Shared>>) -> Json<Vec<AppSnaps
         .map(crate::state::App::snapshot)
         .collect();
     Json(snapshots)
+}
+
+/// `GET /__emulator/key-events`: every change made through the app key
+/// endpoints, oldest first.
+pub(crate) async fn key_events(State(shared): State<Arc<Shared>>) -> Json<Vec<KeyEvent>> {
+    Json(shared.org().key_events.clone())
+}
+
+#[derive(Debug, Deserialize)]
+struct ClockRequest {
+    offset_seconds: i64,
+}
+
+/// `GET /__emulator/clock`: the clock offset and the emulator's time.
+pub(crate) async fn clock(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(clock_json(&shared))
+}
+
+/// `POST /__emulator/clock` with `{"offset_seconds": N}`: shifts the
+/// emulator's clock N seconds ahead of the system clock, or behind when N
+/// is negative, and returns the same body as `GET`.
+pub(crate) async fn set_clock(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<ClockRequest>(&body) else {
+        let error = json!({
+            "error": "The body must be {\"offset_seconds\": N} with N a whole number of seconds."
+        });
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    };
+    shared.clock().set_offset_seconds(request.offset_seconds);
+    tracing::info!(
+        offset_seconds = request.offset_seconds,
+        "emulator clock offset set"
+    );
+    Json(clock_json(&shared)).into_response()
+}
+
+fn clock_json(shared: &Shared) -> Value {
+    json!({
+        "offset_seconds": shared.clock().offset_seconds(),
+        "now": shared.clock().now_unix(),
+    })
 }

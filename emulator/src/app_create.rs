@@ -18,7 +18,7 @@ use crate::errors::{ApiResult, OktaError};
 use crate::metadata::{self, OAuthSettings, Violation};
 use crate::pagination::QueryParams;
 use crate::state::{App, AppKey, AppStatus};
-use crate::{Shared, app_json, timestamps};
+use crate::{Shared, app_json};
 
 /// Default consent method of apps created through the Apps API.
 const APPS_API_CONSENT_METHOD: &str = "TRUSTED";
@@ -106,7 +106,7 @@ pub(crate) async fn create(
     let (client, keys) = metadata::validate(settings, APPS_API_CONSENT_METHOD)
         .map_err(|violations| validation_error(&violations))?;
 
-    let now = timestamps::now();
+    let now = shared.now();
     let keys = keys
         .into_iter()
         .map(|jwk| AppKey::new_active(jwk, now))

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::errors::{ApiResult, OktaError};
 use crate::pagination::{LinkTarget, QueryParams, parse_limit};
 use crate::state::{App, AppStatus};
-use crate::{Shared, app_json, timestamps};
+use crate::{Shared, app_json};
 
 /// Okta's internal type name in 404 bodies for apps.
 pub(crate) const APP_TYPE_NAME: &str = "AppInstance";
@@ -148,11 +148,12 @@ pub(crate) async fn deactivate(
 }
 
 fn set_status(shared: &Shared, app_id: &str, status: AppStatus) -> ApiResult {
+    let now = shared.now();
     let mut org = shared.org();
     let app = org.app_mut(app_id).ok_or_else(|| app_not_found(app_id))?;
     if app.status != status {
         app.status = status;
-        app.last_updated = timestamps::now();
+        app.last_updated = now;
         tracing::info!(app_id = %app_id, status = status.as_str(), "app status changed");
     }
     Ok(Json(json!({})).into_response())

@@ -20,7 +20,7 @@ use crate::errors::{ApiResult, OAuthError, OktaError};
 use crate::metadata::{self, OAuthSettings, Violation};
 use crate::pagination::{LinkTarget, QueryParams, parse_limit};
 use crate::state::{App, AppKey, AppStatus};
-use crate::{Shared, app_json, timestamps};
+use crate::{Shared, app_json};
 
 /// Okta's internal type name in 404 bodies for clients.
 const CLIENT_TYPE_NAME: &str = "PublicClientApp";
@@ -84,7 +84,7 @@ pub(crate) async fn register(State(shared): State<Arc<Shared>>, body: Bytes) -> 
         }
     };
 
-    let now = timestamps::now();
+    let now = shared.now();
     let keys = keys
         .into_iter()
         .map(|jwk| AppKey::new_active(jwk, now))

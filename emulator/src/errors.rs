@@ -7,7 +7,7 @@
 //! format `{"error", "error_description"}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -124,6 +124,15 @@ impl OktaError {
         )
     }
 
+    /// Builds 500 E0000009 for a failure inside the emulator.
+    pub(crate) fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "E0000009",
+            "Internal Server Error",
+        )
+    }
+
     /// Builds 403 E0000056 for deleting an app that is still ACTIVE.
     pub(crate) fn delete_active_app() -> Self {
         Self::new(
@@ -159,23 +168,66 @@ impl IntoResponse for OktaError {
     }
 }
 
-/// An error response in the OAuth format of RFC 6749 and RFC 7591.
+/// An error response in the OAuth format of RFC 6749 and RFC 7591, with
+/// any extra headers it needs, such as `DPoP-Nonce`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{error}: {description}")]
 pub(crate) struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl OAuthError {
+    /// Builds an error with the given status, `error` code and
+    /// `error_description`.
+    pub(crate) fn new(
+        status: StatusCode,
+        error: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            error,
+            description: description.into(),
+            headers: Vec::new(),
+        }
+    }
+
     /// Builds 400 `invalid_client_metadata`, the DCR validation failure.
     pub(crate) fn invalid_client_metadata(description: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_client_metadata",
-            description: description.into(),
-        }
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_metadata",
+            description,
+        )
+    }
+
+    /// Builds 401 `invalid_client`, a failed client authentication.
+    pub(crate) fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description)
+    }
+
+    /// Builds 400 with the given `error` code.
+    pub(crate) fn bad_request(error: &'static str, description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, description)
+    }
+
+    /// Adds a response header.
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Returns the `error` code.
+    pub(crate) fn error(&self) -> &'static str {
+        self.error
+    }
+
+    /// Returns the `error_description`.
+    pub(crate) fn description(&self) -> &str {
+        &self.description
     }
 }
 
@@ -185,7 +237,11 @@ impl IntoResponse for OAuthError {
             "error": self.error,
             "error_description": self.description,
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }
 

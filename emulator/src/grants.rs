@@ -55,6 +55,7 @@ pub(crate) async fn create(
         return Err(OktaError::validation("scopeId").into());
     }
 
+    let now = shared.now();
     let created_by = org.admin_user_id.clone();
     let org_url = org.org_url().to_owned();
     // The app may have been deleted while the body was parsed without the lock.
@@ -68,7 +69,7 @@ pub(crate) async fn create(
         id: ids::grant_id(),
         scope_id,
         issuer: org_url.clone(),
-        created: timestamps::now(),
+        created: now,
         created_by,
     };
     let body = grant_json(&grant, app, &org_url, true);

@@ -45,6 +45,23 @@ pub(crate) fn request_id() -> String {
     alphanumeric(27)
 }
 
+/// Generates the `kid` of the org's signing key.
+pub(crate) fn signing_key_id() -> String {
+    url_safe(43)
+}
+
+/// Generates the `jti` of an access token: `AT.` followed by 43 URL-safe
+/// characters, the shape of the example tokens in Okta's docs.
+pub(crate) fn access_token_id() -> String {
+    format!("AT.{}", url_safe(43))
+}
+
+/// Generates a DPoP nonce, 32 alphanumeric characters like the nonces in
+/// recorded Okta responses.
+pub(crate) fn dpop_nonce() -> String {
+    alphanumeric(32)
+}
+
 /// Generates an OAuth client secret.
 pub(crate) fn client_secret() -> String {
     url_safe(40)

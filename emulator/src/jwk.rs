@@ -81,7 +81,7 @@ pub(crate) enum JwkError {
     #[error("The 'jwks' contains {0} keys, but an app can have at most {MAX_KEYS} keys.")]
     TooManyKeys(usize),
     /// Two keys share a `kid`, or one of several keys has no `kid`.
-    #[error("All keys in the 'jwks' must have a unique kid.")]
+    #[error("All keys in the 'jwks' must have a unique `kid`.")]
     KidNotUnique,
     /// An entry of `keys` is not a JSON object.
     #[error("Each key in the 'jwks' must be a JSON object.")]

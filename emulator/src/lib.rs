@@ -2,9 +2,13 @@
 //! local development and CI.
 //!
 //! It serves Dynamic Client Registration (`/oauth2/v1/clients`), the Apps
-//! API for OIDC apps (`/api/v1/apps`) and scope consent grants
-//! (`/api/v1/apps/{id}/grants`) over plain HTTP, with Okta's status codes,
-//! error bodies, `Link` pagination and per-bucket rate limits. Requests
+//! API for OIDC apps (`/api/v1/apps`), app keys
+//! (`/api/v1/apps/{id}/credentials/jwks`), scope consent grants
+//! (`/api/v1/apps/{id}/grants`), the org authorization server's token
+//! endpoint (`/oauth2/v1/token`) with client assertions and DPoP, and
+//! `GET /api/v1/users` as a resource that accepts the issued access tokens.
+//! It serves them over plain HTTP, with Okta's status codes, error bodies,
+//! `Link` pagination and per-bucket rate limits. Management requests
 //! authenticate with `Authorization: SSWS <api token>`.
 //!
 //! ```no_run
@@ -17,35 +21,50 @@
 //! # }
 //! ```
 
+mod access_tokens;
 mod admin;
 mod app_create;
 mod app_json;
+mod app_keys;
+mod app_replace;
 mod apps;
+mod client_auth;
 mod clients;
+mod clock;
+mod dpop;
 mod errors;
 mod grants;
 mod ids;
 mod jwk;
+mod jws;
 mod metadata;
 mod middleware;
+mod oauth_state;
+mod org_key;
 mod pagination;
 mod ratelimit;
+mod resource;
 mod router;
 mod scopes;
 mod state;
 mod timestamps;
+mod token;
+mod users;
 
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
+use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 pub use jwk::jwk_thumbprint;
 
+use clock::Clock;
+use org_key::{KeyError, OrgKey};
 use state::Org;
 
 /// Settings of an emulator instance.
@@ -55,14 +74,24 @@ pub struct Config {
     pub api_token: String,
     /// Request budgets per rate-limit bucket.
     pub rate_limits: RateLimits,
+    /// Lifetime of issued access tokens, sent as `expires_in`. Okta fixes it
+    /// at one hour for tokens with Okta scopes. Whole seconds count.
+    pub access_token_lifetime: Duration,
+    /// How far ahead of the emulator's clock the `iat` of a client
+    /// assertion or DPoP proof may be. Okta documents no tolerance.
+    /// Whole seconds count.
+    pub iat_leeway: Duration,
 }
 
 impl Config {
-    /// Creates a config that accepts `api_token`, with the default budgets.
+    /// Creates a config that accepts `api_token`, with the default budgets,
+    /// a one-hour access-token lifetime and an `iat` leeway of 5 seconds.
     pub fn new(api_token: impl Into<String>) -> Self {
         Self {
             api_token: api_token.into(),
             rate_limits: RateLimits::default(),
+            access_token_lifetime: Duration::from_secs(3600),
+            iat_leeway: Duration::from_secs(5),
         }
     }
 }
@@ -72,6 +101,8 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("api_token", &"<redacted>")
             .field("rate_limits", &self.rate_limits)
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("iat_leeway", &self.iat_leeway)
             .finish()
     }
 }
@@ -138,16 +169,40 @@ pub struct AppSnapshot {
     pub status: String,
     /// `browser`, `native`, `service` or `web`.
     pub application_type: String,
-    /// The `kid` of every registered key that has one, in the order added.
+    /// The `kid` of every registered key that has one, ACTIVE or
+    /// INACTIVE, in the order added.
     pub kids: Vec<String>,
+    /// The `kid` of every ACTIVE key, in the order added. A key without a
+    /// `kid` is listed by its Okta key id (`pks…`).
+    pub active_kids: Vec<String>,
     /// Scopes of the app's ACTIVE grants, in the order granted.
     pub granted_scopes: Vec<String>,
+    /// Whether token requests need a DPoP proof
+    /// (`settings.oauthClient.dpop_bound_access_tokens`).
+    pub dpop_bound: bool,
+}
+
+/// A change made through the app key endpoints
+/// (`/api/v1/apps/{id}/credentials/jwks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyEvent {
+    /// The app the key belongs to.
+    pub app_id: String,
+    /// The key's `kid`, or its Okta key id (`pks…`) when it has none.
+    pub kid: String,
+    /// `added`, `activated`, `deactivated` or `deleted`.
+    pub event: String,
+    /// The `kid` of every ACTIVE key of the app after the change, named as
+    /// in `kid`.
+    pub active_kids_after: Vec<String>,
 }
 
 /// State shared by the handlers of one emulator.
 pub(crate) struct Shared {
     config: Config,
     org: Mutex<Org>,
+    clock: Clock,
+    org_key: OnceLock<OrgKey>,
 }
 
 impl Shared {
@@ -160,6 +215,26 @@ impl Shared {
     /// Returns the emulator's settings.
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Returns the emulator's clock.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Returns the emulator's current time in UTC, to the millisecond.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now_utc()
+    }
+
+    /// Returns the org's signing key, generating it on first use.
+    pub(crate) fn org_key(&self) -> Result<&OrgKey, KeyError> {
+        if let Some(key) = self.org_key.get() {
+            return Ok(key);
+        }
+        let generated = OrgKey::generate()?;
+        // Another request may have won the race; either key is fine.
+        Ok(self.org_key.get_or_init(|| generated))
     }
 }
 
@@ -189,6 +264,8 @@ impl Emulator {
             shared: Arc::new(Shared {
                 config,
                 org: Mutex::new(org),
+                clock: Clock::default(),
+                org_key: OnceLock::new(),
             }),
         }
     }
@@ -240,6 +317,49 @@ impl Emulator {
             .iter()
             .map(state::App::snapshot)
             .collect()
+    }
+
+    /// Returns every change made through the app key endpoints, oldest
+    /// first. Keys sent when an app is created are not listed.
+    pub fn key_events(&self) -> Vec<KeyEvent> {
+        self.shared.org().key_events.clone()
+    }
+
+    /// Returns the number of successful token responses so far.
+    pub fn issued_tokens(&self) -> usize {
+        self.shared.org().oauth.issued_count()
+    }
+
+    /// Sets whether an app's token requests need a DPoP proof, as
+    /// `settings.oauthClient.dpop_bound_access_tokens` does. Returns false
+    /// when no app has the id.
+    pub fn set_dpop_bound(&self, app_id: &str, bound: bool) -> bool {
+        let now = self.shared.now();
+        let mut org = self.shared.org();
+        let Some(app) = org.app_mut(app_id) else {
+            return false;
+        };
+        if app.client.dpop_bound_access_tokens != bound {
+            app.client.dpop_bound_access_tokens = bound;
+            app.last_updated = now;
+        }
+        true
+    }
+
+    /// Shifts the emulator's clock by `offset_seconds` from the system
+    /// clock: positive puts it ahead, negative behind, 0 removes the
+    /// shift. The shift applies to every time check (client assertions,
+    /// DPoP proofs, token expiry), to `created` and `lastUpdated` values,
+    /// and to the `Date` and `X-Rate-Limit-Reset` headers.
+    pub fn set_clock_offset(&self, offset_seconds: i64) {
+        self.shared.clock.set_offset_seconds(offset_seconds);
+        tracing::info!(offset_seconds, "emulator clock offset set");
+    }
+
+    /// Returns the clock offset in seconds set by
+    /// [`Emulator::set_clock_offset`].
+    pub fn clock_offset(&self) -> i64 {
+        self.shared.clock.offset_seconds()
     }
 }
 

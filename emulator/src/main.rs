@@ -18,8 +18,8 @@ use tracing_subscriber::EnvFilter;
 /// is set.
 const DEFAULT_API_TOKEN: &str = "emulator-dev-token";
 
-/// Serves an in-memory emulation of Okta's app, client registration and
-/// scope grant endpoints.
+/// Serves an in-memory emulation of Okta's app, client registration, app
+/// key, scope grant and token endpoints.
 #[derive(Debug, Parser)]
 #[command(name = "okta-emulator", version)]
 struct Cli {
@@ -66,6 +66,16 @@ struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 60_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     rate_limit_window_ms: u64,
+
+    /// Lifetime of issued access tokens, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    access_token_lifetime_secs: u64,
+
+    /// How far in the future the `iat` of a client assertion or DPoP proof
+    /// may be, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    iat_leeway_secs: u64,
 }
 
 impl Cli {
@@ -86,17 +96,18 @@ impl Cli {
                 DEFAULT_API_TOKEN.to_owned()
             }
         };
-        Ok(Config {
-            api_token,
-            rate_limits: RateLimits {
-                window: Duration::from_millis(self.rate_limit_window_ms),
-                apps: self.rate_limit_apps,
-                app_by_id: self.rate_limit_app_by_id,
-                clients: self.rate_limit_clients,
-                token: self.rate_limit_token,
-                other: self.rate_limit_other,
-            },
-        })
+        let mut config = Config::new(api_token);
+        config.rate_limits = RateLimits {
+            window: Duration::from_millis(self.rate_limit_window_ms),
+            apps: self.rate_limit_apps,
+            app_by_id: self.rate_limit_app_by_id,
+            clients: self.rate_limit_clients,
+            token: self.rate_limit_token,
+            other: self.rate_limit_other,
+        };
+        config.access_token_lifetime = Duration::from_secs(self.access_token_lifetime_secs);
+        config.iat_leeway = Duration::from_secs(self.iat_leeway_secs);
+        Ok(config)
     }
 }
 
@@ -145,6 +156,9 @@ async fn serve(listen: SocketAddr, config: Config) -> anyhow::Result<()> {
     let local_addr = listener
         .local_addr()
         .context("failed to read the listening address")?;
+    // Register the handlers before announcing the URL, so that a signal
+    // sent right after the announcement stops the server gracefully.
+    let shutdown = shutdown_signal().context("failed to listen for SIGINT and SIGTERM")?;
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "org_url={}", org_url_for(local_addr)).context("failed to write to stdout")?;
@@ -153,38 +167,35 @@ async fn serve(listen: SocketAddr, config: Config) -> anyhow::Result<()> {
 
     let emulator = Emulator::new(config);
     emulator
-        .serve(listener, shutdown_signal())
+        .serve(listener, shutdown)
         .await
         .context("serving failed")
 }
 
-/// Completes on SIGINT or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
+/// Registers handlers for SIGINT and SIGTERM and returns a future that
+/// completes on the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+    })
+}
+
+/// Returns a future that completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
         if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "failed to listen for SIGINT");
+            tracing::error!(%error, "failed to listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "failed to listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
+        tracing::info!("Ctrl-C received, shutting down");
+    })
 }

@@ -68,6 +68,12 @@ const IDENTITY_ENGINE_GRANTS: &[&str] = &[
     "http://auth0.com/oauth/grant-type/mfa-oob",
 ];
 
+/// Checks whether a grant type is one Okta defines, whether or not an app
+/// may use it.
+pub(crate) fn is_known_grant_type(grant_type: &str) -> bool {
+    GRANT_TYPES.contains(&grant_type)
+}
+
 /// OAuth settings as a request sent them, before defaults apply.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct OAuthSettings {

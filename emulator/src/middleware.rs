@@ -1,6 +1,9 @@
 //! The steps every request on an Okta path goes through around its handler:
-//! rate limiting, API-token authentication, Okta's response headers and the
-//! request log.
+//! rate limiting, authentication, Okta's response headers and the request
+//! log.
+//!
+//! Management paths need the API token. `GET /api/v1/users` also accepts
+//! access tokens from the token endpoint, see [`crate::resource`].
 //!
 //! Rate limiting runs before authentication, so a request with a wrong
 //! token still counts against its bucket and can get a 429. Okta does not
@@ -17,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::errors::OktaError;
 use crate::ratelimit::{Bucket, Decision};
+use crate::resource::{self, ResourceRequest};
 use crate::{RecordedRequest, Shared, ids, timestamps};
 
 /// Path prefix of the emulator's own endpoints, which skip every step here.
@@ -44,23 +48,26 @@ pub(crate) async fn okta_pipeline(
 
     let decision = bucket.map(|bucket| {
         let budget = bucket.budget(&shared.config().rate_limits);
+        let wall_clock = shared.clock().now_system();
         shared
             .org()
             .limiter
-            .check(bucket, budget, Instant::now(), SystemTime::now())
+            .check(bucket, budget, Instant::now(), wall_clock)
     });
 
     let mut response = if decision.is_some_and(|decision| !decision.allowed) {
         OktaError::rate_limited().into_response()
-    } else if requires_api_token(&path)
-        && !has_api_token(request.headers(), &shared.config().api_token)
-    {
-        OktaError::invalid_token().into_response()
+    } else if let Some(rejection) = reject_unauthenticated(&shared, &request) {
+        rejection
     } else {
         next.run(request).await
     };
 
-    add_okta_headers(response.headers_mut(), decision);
+    add_okta_headers(
+        response.headers_mut(),
+        decision,
+        shared.clock().now_system(),
+    );
 
     let status = response.status().as_u16();
     tracing::debug!(%method, %path, status, bucket = bucket.map(Bucket::name), "request");
@@ -74,7 +81,32 @@ pub(crate) async fn okta_pipeline(
     response
 }
 
-/// Returns whether a path needs `Authorization: SSWS`. The token endpoint
+/// Checks the credentials a path needs. Returns the response to send
+/// instead of running the handler when they are missing or wrong, and
+/// `None` when the request may proceed.
+fn reject_unauthenticated(shared: &Shared, request: &Request) -> Option<Response> {
+    let path = request.uri().path();
+    let headers = request.headers();
+    if !requires_api_token(path) || has_api_token(headers, &shared.config().api_token) {
+        return None;
+    }
+    let method = request.method();
+    if let Some(scopes) = resource::required_scopes(method, path)
+        && let Some((scheme, token)) = resource::access_token(headers)
+    {
+        let resource_request = ResourceRequest {
+            method,
+            path,
+            headers,
+            scopes,
+        };
+        return resource::authorize(shared, resource_request, scheme, token);
+    }
+    Some(OktaError::invalid_token().into_response())
+}
+
+/// Returns whether a path needs `Authorization: SSWS`, or on the paths of
+/// [`resource::required_scopes`] an access token. The token endpoint
 /// authenticates clients by their assertions instead.
 fn requires_api_token(path: &str) -> bool {
     path.starts_with("/api/") || path.starts_with("/oauth2/v1/clients")
@@ -103,13 +135,12 @@ fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
         == 0
 }
 
-fn add_okta_headers(headers: &mut HeaderMap, decision: Option<Decision>) {
+fn add_okta_headers(headers: &mut HeaderMap, decision: Option<Decision>, now: SystemTime) {
     let request_id =
         HeaderValue::from_str(&ids::request_id()).expect("request ids are alphanumeric");
     headers.insert(REQUEST_ID, request_id);
 
-    let date = HeaderValue::from_str(&timestamps::http_date(SystemTime::now()))
-        .expect("HTTP dates are ASCII");
+    let date = HeaderValue::from_str(&timestamps::http_date(now)).expect("HTTP dates are ASCII");
     headers.insert(DATE, date);
 
     if let Some(decision) = decision {

@@ -12,8 +12,9 @@ use time::OffsetDateTime;
 
 use crate::errors::OktaError;
 use crate::jwk::PublicJwk;
+use crate::oauth_state::OAuthState;
 use crate::ratelimit::RateLimiter;
-use crate::{AppSnapshot, RecordedRequest, ids};
+use crate::{AppSnapshot, KeyEvent, RecordedRequest, ids};
 
 /// Lifecycle status of an app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +35,12 @@ impl AppStatus {
     }
 }
 
-/// Status of an app key. Keys created by the current endpoints are always
-/// ACTIVE; the key lifecycle endpoints can set INACTIVE.
+/// Status of an app key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyStatus {
     /// The key verifies client assertions.
     Active,
     /// The key is kept but does not verify client assertions.
-    #[allow(dead_code)] // Set by the key lifecycle endpoints, which come later.
     Inactive,
 }
 
@@ -63,10 +62,8 @@ pub(crate) struct AppKey {
     /// ACTIVE or INACTIVE.
     pub(crate) status: KeyStatus,
     /// When the key was added.
-    #[allow(dead_code)] // Rendered by the key endpoints, which come later.
     pub(crate) created: OffsetDateTime,
     /// When the key's status last changed.
-    #[allow(dead_code)] // Rendered by the key endpoints, which come later.
     pub(crate) last_updated: OffsetDateTime,
     /// The validated public JWK, including its `kid`.
     pub(crate) jwk: PublicJwk,
@@ -75,13 +72,33 @@ pub(crate) struct AppKey {
 impl AppKey {
     /// Wraps a validated JWK as a new ACTIVE key.
     pub(crate) fn new_active(jwk: PublicJwk, at: OffsetDateTime) -> Self {
+        Self::new(jwk, KeyStatus::Active, at)
+    }
+
+    /// Wraps a validated JWK as a new key with the given status.
+    pub(crate) fn new(jwk: PublicJwk, status: KeyStatus, at: OffsetDateTime) -> Self {
         Self {
             id: ids::key_id(),
-            status: KeyStatus::Active,
+            status,
             created: at,
             last_updated: at,
             jwk,
         }
+    }
+
+    /// Returns the `kid`, or Okta's key id for a key without one.
+    pub(crate) fn name(&self) -> &str {
+        self.jwk.kid.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Checks whether the key is ACTIVE.
+    pub(crate) fn is_active(&self) -> bool {
+        self.status == KeyStatus::Active
+    }
+
+    /// Checks whether the key is an encryption key (`use: enc`).
+    pub(crate) fn is_encryption_key(&self) -> bool {
+        self.jwk.key_use.as_deref() == Some("enc")
     }
 }
 
@@ -189,12 +206,24 @@ impl App {
                 .iter()
                 .filter_map(|key| key.jwk.kid.clone())
                 .collect(),
+            active_kids: self.active_key_names(),
             granted_scopes: self
                 .grants
                 .iter()
                 .map(|grant| grant.scope_id.clone())
                 .collect(),
+            dpop_bound: self.client.dpop_bound_access_tokens,
         }
+    }
+
+    /// Returns the `kid` of every ACTIVE key, or its key id when it has no
+    /// `kid`, in the order the keys were added.
+    pub(crate) fn active_key_names(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .filter(|key| key.is_active())
+            .map(|key| key.name().to_owned())
+            .collect()
     }
 }
 
@@ -225,6 +254,10 @@ pub(crate) struct Org {
     pub(crate) requests: Vec<RecordedRequest>,
     /// Rate-limit windows.
     pub(crate) limiter: RateLimiter,
+    /// Issued access tokens, spent `jti` values and DPoP nonces.
+    pub(crate) oauth: OAuthState,
+    /// Changes made through the app key endpoints, oldest first.
+    pub(crate) key_events: Vec<KeyEvent>,
 }
 
 impl Org {
@@ -238,6 +271,8 @@ impl Org {
             next_sequence: 0,
             requests: Vec::new(),
             limiter: RateLimiter::new(window),
+            oauth: OAuthState::default(),
+            key_events: Vec::new(),
         }
     }
 
@@ -321,7 +356,6 @@ impl Org {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timestamps;
 
     fn service_client() -> OAuthClient {
         OAuthClient {
@@ -350,7 +384,7 @@ mod tests {
                     AppStatus::Active,
                     service_client(),
                     Vec::new(),
-                    timestamps::now(),
+                    OffsetDateTime::now_utc(),
                 );
                 org.add_app(app).id.clone()
             })

@@ -15,15 +15,6 @@ const HTTP_DATE: &[FormatItem<'static>] = format_description!(
     "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
 );
 
-/// Returns the current time in UTC, truncated to milliseconds so that the
-/// stored value and its rendering agree.
-pub(crate) fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    let millis = now.millisecond();
-    now.replace_millisecond(millis)
-        .expect("a millisecond read from a valid time is in range")
-}
-
 /// Formats a time as Okta's `created` and `lastUpdated` fields do.
 pub(crate) fn iso_millis(at: OffsetDateTime) -> String {
     at.to_offset(time::UtcOffset::UTC)
@@ -53,10 +44,5 @@ mod tests {
     fn http_date_is_imf_fixdate() {
         let at = datetime!(1994-11-06 08:49:37 UTC);
         assert_eq!(http_date(at.into()), "Sun, 06 Nov 1994 08:49:37 GMT");
-    }
-
-    #[test]
-    fn now_has_whole_milliseconds() {
-        assert_eq!(now().nanosecond() % 1_000_000, 0);
     }
 }

@@ -65,7 +65,9 @@ async fn admin_endpoints_skip_auth_and_log() {
             "status": "ACTIVE",
             "application_type": "service",
             "kids": ["k-2026-01"],
+            "active_kids": ["k-2026-01"],
             "granted_scopes": ["okta.apps.read"],
+            "dpop_bound": false,
         }])
     );
 

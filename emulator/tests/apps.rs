@@ -326,7 +326,7 @@ async fn create_validation_uses_okta_format() {
         400,
         "E0000001",
         "Api validation failed: JsonWebKey",
-        &["All keys in the 'jwks' must have a unique kid."],
+        &["All keys in the 'jwks' must have a unique `kid`."],
     )
     .await;
 }

@@ -185,12 +185,12 @@ fn validation_cases() -> Vec<(&'static str, Value, &'static str)> {
         (
             "duplicate kid",
             json!({ "jwks": { "keys": [rsa_key("same"), ec_key("same")] } }),
-            "All keys in the 'jwks' must have a unique kid.",
+            "All keys in the 'jwks' must have a unique `kid`.",
         ),
         (
             "missing kid among several keys",
             json!({ "jwks": { "keys": [rsa_key("a"), { "kty": "RSA", "e": "AQAB", "n": RSA_N }] } }),
-            "All keys in the 'jwks' must have a unique kid.",
+            "All keys in the 'jwks' must have a unique `kid`.",
         ),
         (
             "short RSA key",

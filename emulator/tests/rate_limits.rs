@@ -118,3 +118,35 @@ async fn wrong_token_still_counts() {
     }
     assert_eq!(org.get("/oauth2/v1/clients").await.status(), 429);
 }
+
+#[tokio::test]
+async fn clock_offset_moves_reset_and_date() {
+    let org = TestOrg::start().await;
+    org.emulator.set_clock_offset(3600);
+    let real_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+
+    let response = org.get("/api/v1/apps").await;
+    let reset = header_number(&response, "x-rate-limit-reset");
+    assert!(
+        (real_now + 3600 + 59..=real_now + 3600 + 62).contains(&reset),
+        "reset {reset} is one window after the shifted now {}",
+        real_now + 3600
+    );
+
+    let date = response.headers()["date"].to_str().expect("ASCII");
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let date_seconds = time::PrimitiveDateTime::parse(date, format)
+        .expect("an IMF-fixdate")
+        .assume_utc()
+        .unix_timestamp();
+    let expected = i64::try_from(real_now + 3600).expect("fits");
+    assert!(
+        (date_seconds - expected).abs() <= 2,
+        "Date {date} is an hour ahead"
+    );
+}

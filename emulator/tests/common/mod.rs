@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+pub(crate) mod jose;
+
 use std::time::Duration;
 
 use okta_emulator::{Config, Emulator, RateLimits};
@@ -14,6 +16,9 @@ use tokio::task::JoinHandle;
 
 /// The API token every test emulator accepts.
 pub(crate) const TOKEN: &str = "test-api-token";
+
+/// The `client_assertion_type` of private_key_jwt.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A 2048-bit RSA modulus: the example key of RFC 7638 section 3.1.
 pub(crate) const RSA_N: &str = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
@@ -39,16 +44,20 @@ impl TestOrg {
 
     /// Starts an emulator with the given budgets.
     pub(crate) async fn start_with(rate_limits: RateLimits) -> Self {
+        let mut config = Config::new(TOKEN);
+        config.rate_limits = rate_limits;
+        Self::start_with_config(config).await
+    }
+
+    /// Starts an emulator with the given config, whose API token must be
+    /// [`TOKEN`].
+    pub(crate) async fn start_with_config(config: Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a free loopback port succeeds");
         let address = listener
             .local_addr()
             .expect("a bound listener has an address");
-        let config = Config {
-            api_token: TOKEN.to_owned(),
-            rate_limits,
-        };
         let emulator = Emulator::new(config);
         let (shutdown, stop) = oneshot::channel::<()>();
         let serving = emulator.clone();
@@ -138,6 +147,95 @@ impl TestOrg {
             .as_str()
             .expect("client_id is a string")
             .to_owned()
+    }
+
+    /// Returns the token endpoint URL, which client assertions name as `aud`.
+    pub(crate) fn token_url(&self) -> String {
+        format!("{}/oauth2/v1/token", self.base)
+    }
+
+    /// Registers a private_key_jwt service client with the given public
+    /// keys and grants it `scopes`. Returns the client id.
+    pub(crate) async fn service_app(
+        &self,
+        name: &str,
+        keys: Vec<Value>,
+        scopes: &[&str],
+    ) -> String {
+        let body = json!({
+            "client_name": name,
+            "application_type": "service",
+            "grant_types": ["client_credentials"],
+            "response_types": ["token"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": { "keys": keys },
+        });
+        let response = self.post_json("/oauth2/v1/clients", &body).await;
+        assert_eq!(response.status(), 201, "registering {name}");
+        let client_id = json_body(response).await["client_id"]
+            .as_str()
+            .expect("client_id is a string")
+            .to_owned();
+        for scope in scopes {
+            self.grant(&client_id, scope).await;
+        }
+        client_id
+    }
+
+    /// Grants a scope to an app.
+    pub(crate) async fn grant(&self, app_id: &str, scope: &str) {
+        let grant = json!({ "scopeId": scope, "issuer": self.base });
+        let response = self
+            .post_json(&format!("/api/v1/apps/{app_id}/grants"), &grant)
+            .await;
+        assert_eq!(response.status(), 201, "granting {scope}");
+    }
+
+    /// Posts a form to the token endpoint, with a `DPoP` header when
+    /// `proof` is set.
+    pub(crate) async fn token_request(
+        &self,
+        form: &[(&str, &str)],
+        proof: Option<&str>,
+    ) -> Response {
+        let mut request = self
+            .http
+            .post(self.token_url())
+            .header("Accept", "application/json")
+            .form(form);
+        if let Some(proof) = proof {
+            request = request.header("DPoP", proof);
+        }
+        self.send(request).await
+    }
+
+    /// Requests a client-credentials token with a client assertion.
+    pub(crate) async fn client_credentials(
+        &self,
+        assertion: &str,
+        scope: &str,
+        proof: Option<&str>,
+    ) -> Response {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", assertion),
+        ];
+        self.token_request(&form, proof).await
+    }
+
+    /// Calls `GET /api/v1/users` with the given `Authorization` value and
+    /// optional `DPoP` proof.
+    pub(crate) async fn users(&self, authorization: &str, proof: Option<&str>) -> Response {
+        let mut request = self
+            .http
+            .get(format!("{}/api/v1/users", self.base))
+            .header("Authorization", authorization);
+        if let Some(proof) = proof {
+            request = request.header("DPoP", proof);
+        }
+        self.send(request).await
     }
 
     /// Deactivates an app, which must happen before the Apps API deletes it.
@@ -248,4 +346,22 @@ pub(crate) fn next_link(response: &Response) -> Option<String> {
         let (url, rel) = link.split_once(">; ")?;
         (rel == "rel=\"next\"").then(|| url.trim_start_matches('<').to_owned())
     })
+}
+
+/// Asserts an OAuth error body `{"error", "error_description"}` and
+/// returns the response headers.
+pub(crate) async fn assert_oauth_error(
+    response: Response,
+    status: u16,
+    error: &str,
+    description: &str,
+) -> reqwest::header::HeaderMap {
+    let headers = response.headers().clone();
+    assert_eq!(response.status(), status, "status for {description}");
+    let body = json_body(response).await;
+    assert_eq!(
+        body,
+        json!({ "error": error, "error_description": description })
+    );
+    headers
 }
