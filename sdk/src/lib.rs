@@ -20,9 +20,10 @@ pub use registrar_api::v1;
 
 use registrar_api::v1::registrar_client::RegistrarClient;
 use registrar_api::v1::{
-    CreateServiceAppRequest, DeleteServiceAppRequest, GetServiceAppRequest, Grant,
-    GrantScopesRequest, Jwks, ListGrantsRequest, ListServiceAppsRequest, RevokeScopesRequest,
-    ScopeOutcome, ScopeResult, ServiceApp, create_service_app_request::KeySource,
+    CreateServiceAppRequest, DeleteServiceAppRequest, GenerateKey, GetAccessTokenRequest,
+    GetAccessTokenResponse, GetServiceAppRequest, Grant, GrantScopesRequest, Jwks, KeyAlgorithm,
+    ListGrantsRequest, ListServiceAppsRequest, RevokeScopesRequest, ScopeOutcome, ScopeResult,
+    ServiceApp, SignDpopProofRequest, create_service_app_request::KeySource,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -101,9 +102,88 @@ impl Client {
         let request = CreateServiceAppRequest {
             client_name: client_name.to_string(),
             key_source: Some(KeySource::Jwks(jwks)),
+            dpop_bound: false,
         };
         let response = self.inner.create_service_app(request).await?.into_inner();
         response.app.ok_or(Error::MissingField("app"))
+    }
+
+    /// Creates a service app whose key pair the registrar generates and
+    /// keeps; the registrar then signs its assertions and gets its tokens.
+    pub async fn create_service_app_with_generated_key(
+        &mut self,
+        client_name: &str,
+        algorithm: KeyAlgorithm,
+        dpop_bound: bool,
+    ) -> Result<ServiceApp, Error> {
+        let request = CreateServiceAppRequest {
+            client_name: client_name.to_string(),
+            key_source: Some(KeySource::GenerateKey(GenerateKey {
+                algorithm: algorithm as i32,
+            })),
+            dpop_bound,
+        };
+        let response = self.inner.create_service_app(request).await?.into_inner();
+        response.app.ok_or(Error::MissingField("app"))
+    }
+
+    /// Returns an access token for the app with these scopes, from the
+    /// registrar's cache when it holds a fresh one.
+    pub async fn access_token(
+        &mut self,
+        client_id: &str,
+        scopes: &[&str],
+    ) -> Result<GetAccessTokenResponse, Error> {
+        self.token(client_id, scopes, false).await
+    }
+
+    /// Returns a new access token, replacing the cached one. Call it after a
+    /// resource server answered 401 to a token from [`Client::access_token`].
+    pub async fn refresh_access_token(
+        &mut self,
+        client_id: &str,
+        scopes: &[&str],
+    ) -> Result<GetAccessTokenResponse, Error> {
+        self.token(client_id, scopes, true).await
+    }
+
+    async fn token(
+        &mut self,
+        client_id: &str,
+        scopes: &[&str],
+        force_refresh: bool,
+    ) -> Result<GetAccessTokenResponse, Error> {
+        let request = GetAccessTokenRequest {
+            client_id: client_id.to_string(),
+            scopes: scopes.iter().map(ToString::to_string).collect(),
+            force_refresh,
+        };
+        Ok(self.inner.get_access_token(request).await?.into_inner())
+    }
+
+    /// Returns the DPoP proof for one resource request with a DPoP-bound
+    /// token: send it in the request's `DPoP` header, with
+    /// `Authorization: DPoP <token>`.
+    pub async fn dpop_proof(
+        &mut self,
+        client_id: &str,
+        method: &str,
+        url: &str,
+        access_token: &str,
+    ) -> Result<String, Error> {
+        let request = SignDpopProofRequest {
+            client_id: client_id.to_string(),
+            http_method: method.to_string(),
+            http_url: url.to_string(),
+            access_token: access_token.to_string(),
+            nonce: String::new(),
+        };
+        Ok(self
+            .inner
+            .sign_dpop_proof(request)
+            .await?
+            .into_inner()
+            .proof)
     }
 
     /// Fetches a service app.

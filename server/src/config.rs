@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::keys::master::MasterKey;
 use crate::org::OrgUrl;
 use crate::secret::Secret;
 
@@ -25,7 +26,26 @@ pub struct ServerConfig {
     pub database_url: String,
     /// The time limit of each Okta request.
     pub okta_timeout: Duration,
+    /// The key that encrypts stored private keys.
+    pub master_key: MasterKey,
+    /// How far ahead of `iat` a client assertion's `exp` lies.
+    pub assertion_lifetime: Duration,
+    /// How long in-flight requests may run after shutdown starts before
+    /// they are dropped.
+    pub shutdown_grace: Duration,
 }
+
+/// The default time in-flight requests get to finish after a shutdown
+/// signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The default client assertion lifetime: five minutes, as Okta's guide
+/// for service apps suggests.
+pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+/// The longest accepted assertion lifetime. Okta rejects assertions whose
+/// `exp` lies more than one hour ahead of its clock; half an hour leaves room
+/// for clock skew.
+pub const MAX_ASSERTION_LIFETIME_SECS: u64 = 1800;
 
 impl ServerConfig {
     /// Returns the database URL without credentials, for messages.
@@ -97,6 +117,20 @@ pub struct ServeArgs {
     /// The time limit of each Okta request, in seconds.
     #[arg(long, env = "REGISTRAR_OKTA_TIMEOUT_SECS", default_value_t = 30)]
     pub okta_timeout_secs: u64,
+    /// A file holding the master key (32 bytes, standard base64) that
+    /// encrypts stored private keys. Without it, the key is read from
+    /// REGISTRAR_MASTER_KEY, or else from DATA_DIR/master.key, which is
+    /// created with mode 0600 on first run.
+    #[arg(long, env = "REGISTRAR_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// How far ahead of its issue time a client assertion expires, in
+    /// seconds (30 to 1800).
+    #[arg(long, env = "REGISTRAR_ASSERTION_LIFETIME_SECS", default_value_t = 300)]
+    pub assertion_lifetime_secs: u64,
+    /// How long in-flight requests may run after SIGINT or SIGTERM before
+    /// they are dropped, in seconds. A second signal stops at once.
+    #[arg(long, env = "REGISTRAR_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
 }
 
 /// Options of `registrar demo`.
@@ -121,16 +155,68 @@ impl ServeArgs {
                 self.okta_timeout_secs
             );
         }
+        if !(30..=MAX_ASSERTION_LIFETIME_SECS).contains(&self.assertion_lifetime_secs) {
+            bail!(
+                "--assertion-lifetime-secs: {} is out of range; use 30 to {MAX_ASSERTION_LIFETIME_SECS}",
+                self.assertion_lifetime_secs
+            );
+        }
         let database_url = match self.database_url {
             Some(url) => url,
             None => default_database_url(&self.data_dir)?,
         };
+        let master_key = load_master_key(self.master_key_file.as_deref(), &self.data_dir)?;
         Ok(ServerConfig {
             okta_org,
             okta_api_token,
             database_url,
             okta_timeout: Duration::from_secs(self.okta_timeout_secs),
+            master_key,
+            assertion_lifetime: Duration::from_secs(self.assertion_lifetime_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         })
+    }
+}
+
+/// Loads the master key from a file, from REGISTRAR_MASTER_KEY, or from
+/// DATA_DIR/master.key, creating that file on first run.
+pub fn load_master_key(file: Option<&Path>, data_dir: &Path) -> anyhow::Result<MasterKey> {
+    let from_env = std::env::var("REGISTRAR_MASTER_KEY")
+        .ok()
+        .filter(|key| !key.is_empty());
+    match (file, from_env) {
+        (Some(_), Some(_)) => bail!(
+            "--master-key-file and REGISTRAR_MASTER_KEY are both set; keep only one source of the master key"
+        ),
+        (Some(path), None) => {
+            let encoded =
+                zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+                    format!("--master-key-file: cannot read {}", path.display())
+                })?);
+            MasterKey::from_base64(&encoded, &path.display().to_string())
+                .map_err(|err| anyhow::anyhow!("--master-key-file: {err}"))
+        }
+        (None, Some(encoded)) => {
+            let encoded = zeroize::Zeroizing::new(encoded);
+            MasterKey::from_base64(&encoded, "REGISTRAR_MASTER_KEY")
+                .map_err(|err| anyhow::anyhow!("{err}"))
+        }
+        (None, None) => {
+            create_private_dir(data_dir)
+                .with_context(|| format!("--data-dir: cannot create {}", data_dir.display()))?;
+            let path = data_dir.join("master.key");
+            let (key, created) =
+                MasterKey::load_or_create(&path).map_err(|err| anyhow::anyhow!("{err}"))?;
+            if created {
+                tracing::warn!(
+                    path = %path.display(),
+                    "created a new master key for stored private keys; back it up, because without it the stored keys cannot be decrypted"
+                );
+            } else {
+                tracing::info!(path = %path.display(), "loaded the master key");
+            }
+            Ok(key)
+        }
     }
 }
 

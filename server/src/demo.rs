@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use registrar_api::v1::registrar_client::RegistrarClient;
 use registrar_api::v1::{
-    CreateServiceAppRequest, GrantScopesRequest, Jwk, Jwks, ListGrantsRequest, ScopeOutcome,
-    create_service_app_request::KeySource,
+    CreateServiceAppRequest, GenerateKey, GetAccessTokenRequest, GrantScopesRequest, Jwk, Jwks,
+    ListGrantsRequest, ScopeOutcome, create_service_app_request::KeySource,
 };
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -54,6 +54,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         okta_api_token: Secret::new(api_token),
         database_url: default_database_url(&data_dir)?,
         okta_timeout: std::time::Duration::from_secs(10),
+        master_key: crate::keys::master::MasterKey::random(),
+        assertion_lifetime: crate::config::DEFAULT_ASSERTION_LIFETIME,
+        shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
     };
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -73,6 +76,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tokio::signal::ctrl_c()
             .await
             .context("waiting for Ctrl-C")?;
+    } else if outcome.is_ok() {
+        println!(
+            "\nThe demo servers stop now; run `registrar demo --keep-running` to try these commands."
+        );
     }
     let _ = stop_tx.send(true);
     server_task.await.context("joining the registrar")??;
@@ -138,6 +145,53 @@ async fn run_steps(address: &str) -> anyhow::Result<()> {
         println!("   {:<16} {}", grant.scope_id, grant.grant_id);
     }
 
+    println!(
+        "\n4. CreateServiceApp \"demo-generated-service\" with a server-generated RSA key, GrantScopes okta.users.read, GetAccessToken"
+    );
+    let generated = client
+        .create_service_app(CreateServiceAppRequest {
+            client_name: "demo-generated-service".into(),
+            key_source: Some(KeySource::GenerateKey(GenerateKey::default())),
+            dpop_bound: false,
+        })
+        .await
+        .context("CreateServiceApp with generate_key failed")?
+        .into_inner()
+        .app
+        .context("CreateServiceApp returned no app")?;
+    println!("   client_id: {}", generated.client_id);
+    for key in &generated.keys {
+        println!("   key:       kid {} (the RFC 7638 thumbprint)", key.kid);
+    }
+    client
+        .grant_scopes(GrantScopesRequest {
+            client_id: generated.client_id.clone(),
+            scope_ids: vec!["okta.users.read".into()],
+            issuer: String::new(),
+        })
+        .await
+        .context("GrantScopes failed")?;
+    let token = client
+        .get_access_token(GetAccessTokenRequest {
+            client_id: generated.client_id.clone(),
+            scopes: vec!["okta.users.read".into()],
+            force_refresh: false,
+        })
+        .await
+        .context("GetAccessToken failed")?
+        .into_inner();
+    let lifetime = token
+        .expires_at
+        .map(|at| at.seconds - i64::try_from(unix_now()).unwrap_or_default())
+        .unwrap_or_default();
+    // The demo token comes from the local emulator; only its start is shown.
+    let shown: String = token.access_token.chars().take(24).collect();
+    println!(
+        "   token:     {shown}… ({}, scopes {}, expires in {lifetime} s)",
+        token.token_type,
+        token.scopes.join(" ")
+    );
+
     let id = &app.client_id;
     println!("\nRepeat each step with grpcurl (from the repository root):");
     println!("   grpcurl -plaintext {address} list");
@@ -155,6 +209,10 @@ async fn run_steps(address: &str) -> anyhow::Result<()> {
         "   grpcurl -plaintext -d '{{\"client_id\":\"{id}\"}}' {address} registrar.v1.Registrar/GetServiceApp"
     );
     println!("   grpcurl -plaintext -d '{{}}' {address} registrar.v1.Registrar/ListServiceApps");
+    println!(
+        "   grpcurl -plaintext -d '{{\"client_id\":\"{}\",\"scopes\":[\"okta.users.read\"]}}' {address} registrar.v1.Registrar/GetAccessToken",
+        generated.client_id
+    );
     Ok(())
 }
 
@@ -187,7 +245,15 @@ fn sample_request() -> anyhow::Result<CreateServiceAppRequest> {
     Ok(CreateServiceAppRequest {
         client_name: text(&sample, "client_name"),
         key_source: Some(KeySource::Jwks(Jwks { keys })),
+        dpop_bound: false,
     })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default()
 }
 
 /// Returns a value unique enough for a temporary name.

@@ -36,9 +36,34 @@ pub enum ServiceError {
         /// The existing app's client id.
         client_id: String,
     },
-    /// The request asks for something this server does not do.
-    #[error("{0}")]
-    Unimplemented(String),
+    /// The registrar holds no private key for the app.
+    #[error(
+        "the registrar holds no private key for client_id {0:?}: the app was created with caller-supplied keys, so the caller signs its own client assertions"
+    )]
+    NoPrivateKey(String),
+    /// The app's tokens are not DPoP-bound.
+    #[error(
+        "client_id {0:?} is not DPoP-bound, so its tokens need no DPoP proof; send them as Bearer tokens"
+    )]
+    NotDpopBound(String),
+    /// The token endpoint rejected a token request.
+    #[error(
+        "Okta's token endpoint refused a token for client_id {client_id:?} ({error}): {detail}"
+    )]
+    TokenRejected {
+        /// The app's client id.
+        client_id: String,
+        /// The OAuth `error` code.
+        error: String,
+        /// What went wrong and what to fix.
+        detail: String,
+    },
+    /// A stored key could not be used, or a new one not made.
+    #[error(transparent)]
+    Keyring(#[from] crate::keyring::KeyringError),
+    /// Signing failed.
+    #[error(transparent)]
+    Sign(#[from] crate::keys::sign::SignError),
     /// An Okta call failed.
     #[error(transparent)]
     Okta(#[from] OktaError),
@@ -64,8 +89,18 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument(_) => Code::InvalidArgument,
             ServiceError::AppNotFound(_) | ServiceError::NotServiceApp(_) => Code::NotFound,
             ServiceError::NameTaken { .. } => Code::AlreadyExists,
-            ServiceError::Unimplemented(_) => Code::Unimplemented,
-            ServiceError::Store(_) => Code::Internal,
+            ServiceError::NoPrivateKey(_) | ServiceError::NotDpopBound(_) => {
+                Code::FailedPrecondition
+            }
+            ServiceError::TokenRejected { error, .. } => match error.as_str() {
+                "invalid_scope" => Code::InvalidArgument,
+                "use_dpop_nonce" => Code::Unavailable,
+                "invalid_dpop_proof" => Code::Internal,
+                _ => Code::FailedPrecondition,
+            },
+            ServiceError::Store(_) | ServiceError::Keyring(_) | ServiceError::Sign(_) => {
+                Code::Internal
+            }
             ServiceError::Okta(okta) => return okta_status(okta),
         };
         Status::new(code, error.to_string())
@@ -80,6 +115,7 @@ fn okta_status(error: &OktaError) -> Status {
         body,
         request_id,
         retry_after,
+        ..
     } = error
     else {
         let code = match error {
@@ -154,6 +190,7 @@ mod tests {
             body: Box::new(ErrorBody::parse(body.as_bytes())),
             request_id: Some("req-1".into()),
             retry_after: None,
+            dpop_nonce: None,
         })
     }
 
@@ -186,6 +223,31 @@ mod tests {
             Status::from(api_error(429, r#"{"errorCode":"E0000047"}"#)).code(),
             Code::ResourceExhausted
         );
+    }
+
+    #[test]
+    fn token_errors_map_by_oauth_code() {
+        let cases = [
+            ("invalid_client", Code::FailedPrecondition),
+            ("invalid_scope", Code::InvalidArgument),
+            ("consent_required", Code::FailedPrecondition),
+            ("invalid_dpop_proof", Code::Internal),
+            ("use_dpop_nonce", Code::Unavailable),
+        ];
+        for (error, code) in cases {
+            let status = Status::from(ServiceError::TokenRejected {
+                client_id: "0oa1".into(),
+                error: error.into(),
+                detail: "what to fix".into(),
+            });
+            assert_eq!(status.code(), code, "{error}");
+            assert!(status.message().contains(error), "{}", status.message());
+            assert!(
+                status.message().contains("what to fix"),
+                "{}",
+                status.message()
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::validate::InvalidArgument;
 
-/// The most keys Okta stores for one app.
+/// The maximum number of keys Okta stores for one app.
 pub const MAX_KEYS: usize = 50;
 /// The smallest RSA modulus Okta accepts, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -84,7 +84,7 @@ pub fn validate_jwk(field: &str, key: &Jwk) -> Result<(), InvalidArgument> {
         ));
     }
 
-    if key.kid.len() > MAX_KID_LEN || key.kid.chars().any(char::is_control) {
+    if key.kid.chars().count() > MAX_KID_LEN || key.kid.chars().any(char::is_control) {
         return Err(InvalidArgument::new(
             format!("{field}.kid"),
             format!("must be at most {MAX_KID_LEN} characters without control characters"),
@@ -140,6 +140,12 @@ fn validate_rsa(field: &str, key: &Jwk) -> Result<(), InvalidArgument> {
     }
 
     let modulus = decode_member(field, "n", &key.n)?;
+    if modulus.first() == Some(&0) {
+        return Err(InvalidArgument::new(
+            format!("{field}.n"),
+            "has a leading zero byte; RFC 7518 requires the minimal encoding, so drop the leading zero",
+        ));
+    }
     let bits = bit_length(&modulus);
     if bits < MIN_RSA_BITS {
         return Err(InvalidArgument::new(
@@ -161,6 +167,12 @@ fn validate_rsa(field: &str, key: &Jwk) -> Result<(), InvalidArgument> {
     }
 
     let exponent = decode_member(field, "e", &key.e)?;
+    if exponent.first() == Some(&0) {
+        return Err(InvalidArgument::new(
+            format!("{field}.e"),
+            "has a leading zero byte; RFC 7518 requires the minimal encoding, such as \"AQAB\"",
+        ));
+    }
     let exponent_odd = exponent.last().is_some_and(|byte| byte % 2 == 1);
     if bit_length(&exponent) < 2 || exponent.len() > 8 || !exponent_odd {
         return Err(InvalidArgument::new(
@@ -394,6 +406,28 @@ mod tests {
         let err = validate_jwk("k", &key).expect_err("1024-bit key");
         assert_eq!(err.field, "k.n");
         assert!(err.message.contains("1024-bit"), "{err}");
+    }
+
+    #[test]
+    fn leading_zero_rejected() {
+        let mut modulus = URL_SAFE_NO_PAD.decode(rfc7638_key().n).expect("modulus");
+        modulus.insert(0, 0);
+        let key = Jwk {
+            n: URL_SAFE_NO_PAD.encode(modulus),
+            ..rfc7638_key()
+        };
+        assert_eq!(
+            validate_jwk("k", &key).expect_err("leading zero").field,
+            "k.n"
+        );
+        let key = Jwk {
+            e: "AAEAAQ".into(),
+            ..rfc7638_key()
+        };
+        assert_eq!(
+            validate_jwk("k", &key).expect_err("leading zero").field,
+            "k.e"
+        );
     }
 
     #[test]

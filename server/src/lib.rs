@@ -5,14 +5,19 @@
 //! completes. The `registrar` binary and the end-to-end tests both use it.
 
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod jwk;
+pub mod keyring;
+pub mod keys;
+pub mod locks;
 pub mod okta;
 pub mod org;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod tokens;
 pub mod validate;
 
 use std::future::Future;
@@ -24,9 +29,11 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::ServerConfig;
+use keyring::Keyring;
 use okta::OktaClient;
 use service::RegistrarService;
 use store::Store;
+use tokens::{TokenSettings, Tokens};
 
 /// The largest request or response message the server accepts, in bytes.
 /// A JWKS of 50 RSA-8192 keys is well under 100 KiB.
@@ -49,7 +56,10 @@ pub async fn run(
         config.okta_timeout,
     )
     .context("building the Okta HTTP client")?;
-    let service = RegistrarService::new(okta, store);
+    let keyring = Keyring::new(config.master_key.clone(), store.clone());
+    let settings = TokenSettings::okta(&config.okta_org, config.assertion_lifetime);
+    let tokens = Tokens::new(okta.clone(), keyring.clone(), store.clone(), settings);
+    let service = RegistrarService::new(okta, store, keyring, tokens);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -76,15 +86,39 @@ pub async fn run(
         .local_addr()
         .context("reading the listen address")?;
     tracing::info!(%address, okta_org = %config.okta_org, "registrar serving");
-    tonic::transport::Server::builder()
+
+    // In-flight requests get a grace period after the shutdown signal; past
+    // it they are dropped, so an Okta call that hangs cannot hold the
+    // process.
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down; in-flight requests may finish");
+        let _ = signalled_tx.send(());
+    };
+    let serve = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(registrar)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-        .context("serving gRPC")?;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let grace = config.shutdown_grace;
+    let grace_expired = async move {
+        if signalled_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serve => served.context("serving gRPC")?,
+        () = grace_expired => {
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "in-flight requests did not finish within the shutdown grace period; dropping them"
+            );
+        }
+    }
     tracing::info!("registrar stopped");
     Ok(())
 }

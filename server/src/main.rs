@@ -38,7 +38,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("--listen: cannot bind {listen}"))?;
             registrar_server::run(listener, config, shutdown_signal()).await
         }
+        #[cfg(feature = "demo")]
         Command::Demo(args) => registrar_server::demo::run(args).await,
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => {
+            anyhow::bail!("this build has no demo; rebuild with the default \"demo\" feature")
+        }
     }
 }
 
@@ -82,4 +87,27 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutdown requested");
+    // A second signal stops the process without waiting for requests.
+    tokio::spawn(async {
+        let interrupt = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            () = interrupt => {}
+            () = terminate => {}
+        }
+        eprintln!("registrar: second signal; stopping without waiting for in-flight requests");
+        std::process::exit(130);
+    });
 }

@@ -51,6 +51,56 @@ pub struct AppRecord {
     pub keys: Vec<KeyRecord>,
     /// Whether the registrar deleted it.
     pub deleted: bool,
+    /// Whether its access tokens are DPoP-bound.
+    pub dpop_bound: bool,
+}
+
+/// What a private key signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// Client assertions for the token endpoint.
+    Assertion,
+    /// DPoP proofs.
+    Dpop,
+}
+
+impl KeyPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Assertion => "assertion",
+            Self::Dpop => "dpop",
+        }
+    }
+}
+
+/// An encrypted private key as the store holds it. `Debug` shows only the
+/// length of the sealed bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedKey {
+    /// The registrar's id of the key, also the encryption's associated data.
+    pub key_id: String,
+    /// What the key signs.
+    pub purpose: KeyPurpose,
+    /// The key id in JWKs.
+    pub kid: String,
+    /// The JWS algorithm.
+    pub algorithm: String,
+    /// The public JWK as JSON.
+    pub public_jwk: String,
+    /// Nonce and ciphertext of the private key.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedKey")
+            .field("key_id", &self.key_id)
+            .field("purpose", &self.purpose)
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("sealed_len", &self.sealed.len())
+            .finish()
+    }
 }
 
 /// The registrar's store.
@@ -121,7 +171,7 @@ impl Store {
     /// Returns the recorded app, if the registrar created it.
     pub async fn app(&self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT client_id, client_name, issued_at, deleted_at FROM service_apps WHERE client_id = ?",
+            "SELECT client_id, client_name, issued_at, deleted_at, dpop_bound FROM service_apps WHERE client_id = ?",
         )
         .bind(client_id)
         .fetch_optional(&self.pool)
@@ -148,7 +198,75 @@ impl Store {
             issued_at: row.get("issued_at"),
             keys,
             deleted: row.get::<Option<i64>, _>("deleted_at").is_some(),
+            dpop_bound: row.get::<i64, _>("dpop_bound") != 0,
         }))
+    }
+
+    /// Stores a new private key as pending: not yet attached to an app.
+    pub async fn insert_pending_key(&self, key: &SealedKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO private_keys (key_id, client_id, purpose, kid, algorithm, public_jwk, sealed, status, created_at) \
+             VALUES (?, NULL, ?, ?, ?, ?, ?, 'pending', ?)",
+        )
+        .bind(&key.key_id)
+        .bind(key.purpose.as_str())
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.public_jwk)
+        .bind(&key.sealed)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Attaches a pending key to the app whose registration carried its
+    /// public half, making it the app's active key for its purpose.
+    pub async fn activate_key(&self, key_id: &str, client_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE private_keys SET client_id = ?, status = 'active' WHERE key_id = ?")
+            .bind(client_id)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Returns the app's newest active key for a purpose.
+    pub async fn active_key(
+        &self,
+        client_id: &str,
+        purpose: KeyPurpose,
+    ) -> Result<Option<SealedKey>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_id, kid, algorithm, public_jwk, sealed FROM private_keys \
+             WHERE client_id = ? AND purpose = ? AND status = 'active' ORDER BY created_at DESC, key_id LIMIT 1",
+        )
+        .bind(client_id)
+        .bind(purpose.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| SealedKey {
+            key_id: row.get("key_id"),
+            purpose,
+            kid: row.get("kid"),
+            algorithm: row.get("algorithm"),
+            public_jwk: row.get("public_jwk"),
+            sealed: row.get("sealed"),
+        }))
+    }
+
+    /// Records whether the app's access tokens are DPoP-bound.
+    pub async fn set_dpop_bound(
+        &self,
+        client_id: &str,
+        dpop_bound: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE service_apps SET dpop_bound = ? WHERE client_id = ?")
+            .bind(i64::from(dpop_bound))
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Marks an app as deleted. Unknown apps are ignored, because the
@@ -241,6 +359,7 @@ mod tests {
                 public_jwk: "{}".into(),
             }],
             deleted: false,
+            dpop_bound: false,
         }
     }
 
@@ -288,6 +407,60 @@ mod tests {
         assert_eq!(
             store.granted_scopes("0oa1").await.expect("read"),
             vec!["okta.apps.read"]
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_key_becomes_active() {
+        let store = memory_store().await;
+        store.record_app(&app()).await.expect("record");
+        let key = SealedKey {
+            key_id: "key-1".into(),
+            purpose: KeyPurpose::Assertion,
+            kid: "kid-1".into(),
+            algorithm: "RS256".into(),
+            public_jwk: "{}".into(),
+            sealed: vec![1, 2, 3],
+        };
+        store.insert_pending_key(&key).await.expect("insert");
+        assert_eq!(
+            store
+                .active_key("0oa1", KeyPurpose::Assertion)
+                .await
+                .expect("read"),
+            None
+        );
+        store.activate_key("key-1", "0oa1").await.expect("activate");
+        assert_eq!(
+            store
+                .active_key("0oa1", KeyPurpose::Assertion)
+                .await
+                .expect("read"),
+            Some(key)
+        );
+        assert_eq!(
+            store
+                .active_key("0oa1", KeyPurpose::Dpop)
+                .await
+                .expect("read"),
+            None
+        );
+        assert!(
+            !format!(
+                "{:?}",
+                store.active_key("0oa1", KeyPurpose::Assertion).await
+            )
+            .contains("[1, 2, 3]")
+        );
+
+        store.set_dpop_bound("0oa1", true).await.expect("dpop");
+        assert!(
+            store
+                .app("0oa1")
+                .await
+                .expect("read")
+                .expect("app")
+                .dpop_bound
         );
     }
 

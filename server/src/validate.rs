@@ -3,9 +3,9 @@
 use std::collections::HashSet;
 use std::fmt;
 
-/// The longest client name accepted.
+/// The maximum client name length, in characters.
 pub const MAX_CLIENT_NAME_LEN: usize = 100;
-/// The most scope ids accepted in one request.
+/// The maximum number of scope ids in one request.
 pub const MAX_SCOPES: usize = 50;
 const MAX_SCOPE_LEN: usize = 100;
 const MAX_CLIENT_ID_LEN: usize = 100;
@@ -60,6 +60,12 @@ pub fn client_name(name: &str) -> Result<(), InvalidArgument> {
             "contains a control character; remove it",
         ));
     }
+    if name.chars().any(is_invisible_format) {
+        return Err(InvalidArgument::new(
+            field,
+            "contains an invisible formatting character (such as a zero-width space or a bidirectional override); remove it",
+        ));
+    }
     if name.trim() != name {
         return Err(InvalidArgument::new(
             field,
@@ -67,6 +73,43 @@ pub fn client_name(name: &str) -> Result<(), InvalidArgument> {
         ));
     }
     Ok(())
+}
+
+/// Validates a `name_prefix`: at most as long as a client name, without
+/// control or invisible formatting characters.
+pub fn name_prefix(prefix: &str) -> Result<(), InvalidArgument> {
+    let field = "name_prefix";
+    let length = prefix.chars().count();
+    if length > MAX_CLIENT_NAME_LEN {
+        return Err(InvalidArgument::new(
+            field,
+            format!(
+                "is {length} characters long; use at most {MAX_CLIENT_NAME_LEN}, the longest client name"
+            ),
+        ));
+    }
+    if prefix
+        .chars()
+        .any(|ch| ch.is_control() || is_invisible_format(ch))
+    {
+        return Err(InvalidArgument::new(
+            field,
+            "contains a control or invisible formatting character; remove it",
+        ));
+    }
+    Ok(())
+}
+
+/// Returns whether `ch` is an invisible formatting character that would
+/// let two names look alike: zero-width characters, bidirectional controls
+/// and the byte order mark (Unicode general category Cf, in the ranges that
+/// occur in practice).
+fn is_invisible_format(ch: char) -> bool {
+    matches!(
+        ch,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// Validates a client id. The registrar only manages apps whose client id is
@@ -92,18 +135,24 @@ pub fn client_id(id: &str) -> Result<(), InvalidArgument> {
     Ok(())
 }
 
-/// Validates a list of scope ids and returns them without duplicates, in
-/// request order.
+/// Validates the `scope_ids` field and returns the ids without duplicates,
+/// in request order.
 pub fn scope_ids(ids: &[String]) -> Result<Vec<String>, InvalidArgument> {
+    scope_list("scope_ids", ids)
+}
+
+/// Validates a list of scope ids in the named field and returns them
+/// without duplicates, in request order.
+pub fn scope_list(field: &str, ids: &[String]) -> Result<Vec<String>, InvalidArgument> {
     if ids.is_empty() {
         return Err(InvalidArgument::new(
-            "scope_ids",
+            field,
             "is empty; list at least one Okta scope, such as okta.users.read",
         ));
     }
     if ids.len() > MAX_SCOPES {
         return Err(InvalidArgument::new(
-            "scope_ids",
+            field,
             format!(
                 "has {} entries; send at most {MAX_SCOPES} per request",
                 ids.len()
@@ -113,7 +162,7 @@ pub fn scope_ids(ids: &[String]) -> Result<Vec<String>, InvalidArgument> {
     let mut seen = HashSet::new();
     let mut unique = Vec::new();
     for (index, id) in ids.iter().enumerate() {
-        scope_id(&format!("scope_ids[{index}]"), id)?;
+        scope_id(&format!("{field}[{index}]"), id)?;
         if seen.insert(id.as_str()) {
             unique.push(id.clone());
         }
@@ -142,6 +191,42 @@ fn scope_id(field: &str, id: &str) -> Result<(), InvalidArgument> {
     Ok(())
 }
 
+/// Validates an HTTP method for a DPoP proof's `htm` claim: an upper-case
+/// token such as `GET`.
+pub fn http_method(method: &str) -> Result<&str, InvalidArgument> {
+    if method.is_empty() || method.len() > 16 || !method.chars().all(|ch| ch.is_ascii_uppercase()) {
+        return Err(InvalidArgument::new(
+            "http_method",
+            format!(
+                "{:?} is not an HTTP method; use an upper-case method such as GET or POST",
+                truncate(method, 20)
+            ),
+        ));
+    }
+    Ok(method)
+}
+
+/// Validates the URL of a resource request and returns it as a DPoP proof's
+/// `htu` claim: without query and fragment (RFC 9449 section 4.2).
+pub fn proof_url(input: &str) -> Result<String, InvalidArgument> {
+    let invalid = || {
+        InvalidArgument::new(
+            "http_url",
+            format!(
+                "{:?} is not an absolute http(s) URL; pass the full URL of the resource request",
+                truncate(input, 100)
+            ),
+        )
+    };
+    let mut url = url::Url::parse(input).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid());
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url.to_string())
+}
+
 /// Shortens untrusted input before it is echoed in an error message.
 pub fn truncate(value: &str, max_chars: usize) -> String {
     if value.chars().count() <= max_chars {
@@ -164,6 +249,12 @@ mod tests {
         assert!(client_name(&"a".repeat(101)).is_err());
         assert!(client_name("tab\there").is_err());
         assert!(client_name(" padded").is_err());
+        assert!(client_name("svc\u{200B}").is_err());
+        assert!(client_name("svc\u{202E}gnp.exe").is_err());
+        assert!(client_name("\u{FEFF}svc").is_err());
+        assert!(client_name("café-service").is_ok());
+        assert!(name_prefix(&"a".repeat(101)).is_err());
+        assert!(name_prefix("").is_ok());
     }
 
     #[test]
@@ -199,6 +290,22 @@ mod tests {
         }
         let many = vec!["okta.users.read".to_string(); 51];
         assert!(scope_ids(&many).is_err());
+    }
+
+    #[test]
+    fn proof_url_drops_query_and_fragment() {
+        assert_eq!(
+            proof_url("https://org.example/api/v1/users?limit=2#x").expect("valid"),
+            "https://org.example/api/v1/users"
+        );
+        assert_eq!(
+            proof_url("ftp://x/y").expect_err("scheme").field,
+            "http_url"
+        );
+        assert!(proof_url("/relative").is_err());
+        assert!(http_method("GET").is_ok());
+        assert!(http_method("get").is_err());
+        assert!(http_method("").is_err());
     }
 
     #[test]

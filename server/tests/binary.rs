@@ -5,14 +5,24 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use registrar_api::v1::registrar_client::RegistrarClient;
-use registrar_api::v1::{GrantScopesRequest, ListServiceAppsRequest};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use registrar_api::v1::{
+    CreateServiceAppRequest, GenerateKey, GetAccessTokenRequest, GrantScopesRequest,
+    ListServiceAppsRequest, create_service_app_request::KeySource,
+};
+use registrar_server::keyring::Keyring;
+use registrar_server::keys::master::MasterKey;
+use registrar_server::store::{KeyPurpose, Store};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
 const REGISTRAR: &str = env!("CARGO_BIN_EXE_registrar");
 const API_TOKEN: &str = "binary-test-token-7f3a9c";
+/// 32 bytes of standard base64, the format REGISTRAR_MASTER_KEY takes.
+const MASTER_KEY: &str = "c2VjcmV0LW1hc3Rlci1rZXktZm9yLXRlc3RzLTAwMDA=";
 
 async fn start_emulator() -> (okta_emulator::Emulator, String) {
     let emulator = okta_emulator::Emulator::new(okta_emulator::Config::new(API_TOKEN));
@@ -25,32 +35,39 @@ async fn start_emulator() -> (okta_emulator::Emulator, String) {
     (emulator, org_url)
 }
 
-/// Reads stderr lines until the "registrar serving" line and returns the
-/// address it names, plus everything read so far.
-async fn wait_for_address(child: &mut Child) -> (String, String) {
-    let stderr = child.stderr.as_mut().expect("stderr is piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    let read = async {
-        while let Some(line) = lines.next_line().await.expect("read stderr") {
-            seen.push_str(&line);
-            seen.push('\n');
+/// Reads the child's stderr to the end in a task, so that the child never
+/// blocks on a full pipe. Returns the address that the "registrar serving"
+/// line names, and the task, which returns the whole log once the child
+/// exits.
+async fn wait_for_address(child: &mut Child) -> (String, tokio::task::JoinHandle<String>) {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut log = String::new();
+        let mut address_tx = Some(address_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
             if line.contains("registrar serving")
                 && let Some(rest) = line.split("address=").nth(1)
+                && let Some(sender) = address_tx.take()
             {
-                return rest
+                let address = rest
                     .split_whitespace()
                     .next()
-                    .expect("address value")
+                    .unwrap_or_default()
                     .to_string();
+                let _ = sender.send(address);
             }
+            log.push_str(&line);
+            log.push('\n');
         }
-        panic!("registrar exited before serving:\n{seen}");
-    };
-    let address = tokio::time::timeout(Duration::from_secs(60), read)
+        log
+    });
+    let address = tokio::time::timeout(Duration::from_secs(60), address_rx)
         .await
-        .expect("registrar starts within 60 s");
-    (address, seen)
+        .expect("registrar starts within 60 s")
+        .expect("registrar exited before serving");
+    (address, reader)
 }
 
 #[tokio::test]
@@ -62,13 +79,14 @@ async fn serve_works_logs_no_secret_and_stops_on_sigterm() {
         .env("OKTA_ORG_URL", &org_url)
         .env("OKTA_API_TOKEN", API_TOKEN)
         .env("REGISTRAR_DATA_DIR", data_dir.path())
+        .env("REGISTRAR_MASTER_KEY", MASTER_KEY)
         .env("RUST_LOG", "trace")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("registrar starts");
-    let (address, mut log) = wait_for_address(&mut child).await;
+    let (address, log_reader) = wait_for_address(&mut child).await;
 
     let mut client = RegistrarClient::connect(format!("http://{address}"))
         .await
@@ -78,6 +96,46 @@ async fn serve_works_logs_no_secret_and_stops_on_sigterm() {
         .await
         .expect("list through the binary");
     assert!(listed.into_inner().apps.is_empty());
+
+    // Exercise every secret: a generated private key and an access token.
+    let app = client
+        .create_service_app(CreateServiceAppRequest {
+            client_name: "trace-logged".into(),
+            key_source: Some(KeySource::GenerateKey(GenerateKey::default())),
+            dpop_bound: false,
+        })
+        .await
+        .expect("create with a generated key")
+        .into_inner()
+        .app
+        .expect("app");
+    client
+        .grant_scopes(GrantScopesRequest {
+            client_id: app.client_id.clone(),
+            scope_ids: vec!["okta.users.read".into()],
+            issuer: String::new(),
+        })
+        .await
+        .expect("grant");
+    let token = client
+        .get_access_token(GetAccessTokenRequest {
+            client_id: app.client_id.clone(),
+            scopes: vec!["okta.users.read".into()],
+            force_refresh: false,
+        })
+        .await
+        .expect("token")
+        .into_inner()
+        .access_token;
+    let bad_token = client
+        .get_access_token(GetAccessTokenRequest {
+            client_id: app.client_id.clone(),
+            scopes: vec!["okta.groups.read".into()],
+            force_refresh: false,
+        })
+        .await
+        .expect_err("scope not granted");
+    assert!(!bad_token.message().contains(&token));
     let missing = client
         .grant_scopes(GrantScopesRequest {
             client_id: "0oaMissing".into(),
@@ -100,13 +158,7 @@ async fn serve_works_logs_no_secret_and_stops_on_sigterm() {
         .await
         .expect("registrar stops within 30 s")
         .expect("wait");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .await
-        .expect("read the rest of stderr");
+    let log = log_reader.await.expect("stderr reader");
     assert!(status.success(), "exit status {status}\n{log}");
     assert!(log.contains("registrar stopped"), "{log}");
     assert!(
@@ -114,12 +166,43 @@ async fn serve_works_logs_no_secret_and_stops_on_sigterm() {
         "trace logging is on"
     );
     assert!(!log.contains(API_TOKEN), "the API token appears in the log");
-    assert!(data_dir.path().join("registrar.db").exists());
+    assert!(!log.contains(&token), "the access token appears in the log");
+    assert!(
+        !log.contains(MASTER_KEY),
+        "the master key appears in the log"
+    );
+
+    // Decrypt the stored private key and look for it in every encoding.
+    let database = format!("sqlite://{}/registrar.db", data_dir.path().display());
+    let store = Store::open(&database).await.expect("store");
+    let master = MasterKey::from_base64(MASTER_KEY, "test").expect("master key");
+    let key = Keyring::new(master, store)
+        .active(&app.client_id, KeyPurpose::Assertion)
+        .await
+        .expect("keyring")
+        .expect("generated key stored");
+    let der = key.private_der();
+    for encoded in [STANDARD.encode(der), URL_SAFE_NO_PAD.encode(der)] {
+        for start in [0, encoded.len() / 3, encoded.len() / 2, encoded.len() - 40] {
+            let piece = &encoded[start..start + 40];
+            assert!(
+                !log.contains(piece),
+                "private key material appears in the log"
+            );
+        }
+    }
 }
+
+/// Arguments, environment variables, and the text the error must contain.
+type ConfigCase = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
 
 #[tokio::test]
 async fn bad_configuration_names_the_option() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    let cases: [ConfigCase; 5] = [
         (
             &["serve", "--okta-org-url", "http://example.okta.com"],
             &[("OKTA_API_TOKEN", "x")],
@@ -151,6 +234,17 @@ async fn bad_configuration_names_the_option() {
             ],
             &[("OKTA_API_TOKEN", "x")],
             "--okta-timeout-secs",
+        ),
+        (
+            &[
+                "serve",
+                "--okta-org-url",
+                "https://example.okta.com",
+                "--assertion-lifetime-secs",
+                "7200",
+            ],
+            &[("OKTA_API_TOKEN", "x")],
+            "--assertion-lifetime-secs",
         ),
     ];
     for (args, env, expected) in cases {
@@ -192,4 +286,73 @@ async fn demo_prints_client_id_and_two_grants() {
     assert!(stdout.contains("okta.users.read"), "{stdout}");
     assert!(stdout.contains("okta.apps.read"), "{stdout}");
     assert!(stdout.contains("grpcurl -plaintext"), "{stdout}");
+    let token_line = stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("token:"))
+        .unwrap_or_else(|| panic!("no token line in:\n{stdout}"));
+    assert!(token_line.contains("Bearer"), "{token_line}");
+    assert!(token_line.contains("okta.users.read"), "{token_line}");
+}
+
+#[tokio::test]
+async fn shutdown_grace_bounds_a_hanging_okta_call() {
+    // An "Okta" that accepts connections and never answers.
+    let hanging = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let org_url = format!("http://{}", hanging.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = hanging.accept().await {
+            open.push(socket);
+        }
+    });
+    let data_dir = tempfile::tempdir().expect("temporary directory");
+    let mut child = Command::new(REGISTRAR)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shutdown-grace-secs",
+            "1",
+            "--okta-timeout-secs",
+            "60",
+        ])
+        .env("OKTA_ORG_URL", &org_url)
+        .env("OKTA_API_TOKEN", API_TOKEN)
+        .env("REGISTRAR_DATA_DIR", data_dir.path())
+        .env("REGISTRAR_MASTER_KEY", MASTER_KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("registrar starts");
+    let (address, _) = wait_for_address(&mut child).await;
+    let mut client = RegistrarClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect");
+    let in_flight = tokio::spawn(async move {
+        client
+            .list_service_apps(ListServiceAppsRequest::default())
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = child.id().expect("running").to_string();
+    let started = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("registrar stops within the grace period")
+        .expect("wait");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let result = in_flight.await.expect("task");
+    assert!(result.is_err(), "the hanging request cannot succeed");
 }

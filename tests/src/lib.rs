@@ -10,6 +10,8 @@ use registrar_api::v1::{
     CreateServiceAppRequest, Jwk, Jwks, create_service_app_request::KeySource,
 };
 use registrar_server::ServerConfig;
+use registrar_server::config::{DEFAULT_ASSERTION_LIFETIME, DEFAULT_SHUTDOWN_GRACE};
+use registrar_server::keys::master::MasterKey;
 use registrar_server::org::OrgUrl;
 use registrar_server::secret::Secret;
 use tokio::net::TcpListener;
@@ -90,6 +92,9 @@ impl TestEnv {
             okta_api_token: Secret::new(options.registrar_token),
             database_url: format!("sqlite://{}/registrar.db", data_dir.path().display()),
             okta_timeout: Duration::from_secs(5),
+            master_key: MasterKey::random(),
+            assertion_lifetime: DEFAULT_ASSERTION_LIFETIME,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         };
         let listener = bind().await;
         let address = listener.local_addr().expect("bound address");
@@ -189,5 +194,6 @@ pub fn create_request(client_name: &str) -> CreateServiceAppRequest {
     CreateServiceAppRequest {
         client_name: client_name.to_string(),
         key_source: Some(KeySource::Jwks(sample_jwks())),
+        dpop_bound: false,
     }
 }

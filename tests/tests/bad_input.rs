@@ -15,6 +15,7 @@ fn with_keys(keys: Vec<Jwk>) -> CreateServiceAppRequest {
     CreateServiceAppRequest {
         client_name: "bad-input".into(),
         key_source: Some(KeySource::Jwks(Jwks { keys })),
+        dpop_bound: false,
     }
 }
 
@@ -65,6 +66,7 @@ async fn create_rejects_bad_input_before_okta() {
             CreateServiceAppRequest {
                 client_name: "bad-input".into(),
                 key_source: None,
+                dpop_bound: false,
             },
             "key_source:",
             "jwks",
@@ -172,19 +174,25 @@ async fn create_rejects_bad_input_before_okta() {
 }
 
 #[tokio::test]
-async fn generate_key_is_reported_unimplemented() {
+async fn unknown_key_algorithm_is_rejected() {
     let env = TestEnv::start().await;
     let mut client = env.client.clone();
     let status = client
         .create_service_app(CreateServiceAppRequest {
             client_name: "generated".into(),
-            key_source: Some(KeySource::GenerateKey(GenerateKey::default())),
+            key_source: Some(KeySource::GenerateKey(GenerateKey { algorithm: 99 })),
+            dpop_bound: false,
         })
         .await
-        .expect_err("generation not available");
-    assert_eq!(status.code(), Code::Unimplemented);
+        .expect_err("unknown algorithm");
+    assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
-        status.message().starts_with("generate_key:"),
+        status.message().starts_with("generate_key.algorithm:"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("KEY_ALGORITHM_ES256"),
         "{}",
         status.message()
     );
@@ -276,8 +284,51 @@ async fn scope_requests_reject_bad_input_before_okta() {
         .expect_err("page token");
     assert_eq!(token.code(), Code::InvalidArgument);
     assert!(token.message().starts_with("page_token:"));
+    let prefix = client
+        .list_service_apps(ListServiceAppsRequest {
+            name_prefix: "a".repeat(101),
+            ..ListServiceAppsRequest::default()
+        })
+        .await
+        .expect_err("long prefix");
+    assert_eq!(prefix.code(), Code::InvalidArgument);
+    assert!(
+        prefix.message().starts_with("name_prefix:"),
+        "{}",
+        prefix.message()
+    );
+    let lookalike = client
+        .create_service_app(CreateServiceAppRequest {
+            client_name: "svc\u{200B}".into(),
+            ..with_keys(vec![sample_key()])
+        })
+        .await
+        .expect_err("invisible character");
+    assert_eq!(lookalike.code(), Code::InvalidArgument);
 
     assert!(env.okta_requests().is_empty(), "{:?}", env.okta_requests());
+
+    // A forged page token can carry only a cursor, which Okta rejects.
+    let forged = URL_SAFE_NO_PAD.encode(r#"{"after":"x&filter=status eq \"ACTIVE\"","q":""}"#);
+    let status = client
+        .list_service_apps(ListServiceAppsRequest {
+            page_token: forged,
+            ..ListServiceAppsRequest::default()
+        })
+        .await
+        .expect_err("forged cursor");
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    let forged_requests = env.okta_requests();
+    assert_eq!(forged_requests.len(), 1);
+    assert!(
+        !forged_requests[0]
+            .query
+            .as_deref()
+            .unwrap_or_default()
+            .contains("filter="),
+        "{:?}",
+        forged_requests[0].query
+    );
 
     // The issuer is accepted with a trailing slash.
     let status = client

@@ -339,3 +339,33 @@ async fn grant_reports_rejected_scope_and_grants_the_rest() {
     );
     env.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_creates_of_one_name_make_one_app() {
+    let env = TestEnv::start().await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut client = env.new_client().await;
+        tasks.push(tokio::spawn(async move {
+            client
+                .create_service_app(create_request("raced-name"))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => created += 1,
+            Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "{}", status.message()),
+        }
+    }
+    assert_eq!(created, 1);
+    let named = env
+        .emulator
+        .apps()
+        .into_iter()
+        .filter(|app| app.label == "raced-name")
+        .count();
+    assert_eq!(named, 1);
+    env.stop().await;
+}

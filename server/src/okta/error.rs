@@ -133,6 +133,8 @@ pub enum OktaError {
         /// How long to wait before retrying, from the rate-limit headers of
         /// a 429 answer.
         retry_after: Option<Duration>,
+        /// The `DPoP-Nonce` header, which a `use_dpop_nonce` error carries.
+        dpop_nonce: Option<String>,
     },
     /// Okta answered with success, but the body was not what its API
     /// documents.
@@ -172,6 +174,17 @@ impl OktaError {
                 status: 401, body, ..
             } => body.code() == Some("invalid_client"),
             _ => false,
+        }
+    }
+
+    /// Returns the OAuth `error` code of a token endpoint error.
+    pub fn oauth_error(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Api { body, .. } => match body.as_ref() {
+                ErrorBody::OAuth { error, description } => Some((error, description)),
+                _ => None,
+            },
+            _ => None,
         }
     }
 

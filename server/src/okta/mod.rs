@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 pub use error::{ErrorBody, OktaError};
-use model::{App, NewClient, NewGrant, RegisteredClient, ScopeGrant};
+use model::{App, NewClient, NewGrant, RegisteredClient, ScopeGrant, TokenResponse};
 
 use crate::org::OrgUrl;
 use crate::secret::Secret;
@@ -34,8 +34,9 @@ const MAX_PAGES: usize = 10_000;
 pub struct Page<T> {
     /// The items of this page that could be decoded.
     pub items: Vec<T>,
-    /// The next page as a path with query, relative to the org URL, or
-    /// `None` on the last page.
+    /// What leads to the next page, or `None` on the last page: the `after`
+    /// cursor from [`OktaClient::list_apps_page`], or the path and query of
+    /// Okta's next-page link inside this module.
     pub next: Option<String>,
 }
 
@@ -89,45 +90,63 @@ impl OktaClient {
         decode(operation, response).await
     }
 
-    /// Fetches one page of apps. `page` is either `None` for the first page
-    /// (filtered by the `q` prefix and sized by `limit`) or the `next` of a
-    /// previous page, which must be a path under `/api/v1/apps` on this org.
+    /// Fetches one page of apps matching the `q` prefix, starting after the
+    /// `after` cursor of a previous page. The page's `next` is the `after`
+    /// cursor that Okta's next-page link carries.
     pub async fn list_apps_page(
         &self,
-        q: Option<&str>,
+        q: &str,
         limit: u32,
-        page: Option<&str>,
+        after: Option<&str>,
     ) -> Result<Page<App>, OktaError> {
         let operation = "list apps";
-        let url = match page {
-            Some(next) => self.resolve_page(operation, next, "/api/v1/apps")?,
-            None => {
-                let mut url = self.url(&["api", "v1", "apps"]);
-                {
-                    let mut query = url.query_pairs_mut();
-                    if let Some(q) = q.filter(|q| !q.is_empty()) {
-                        query.append_pair("q", q);
-                    }
-                    query.append_pair("limit", &limit.min(MAX_PAGE_SIZE).to_string());
-                }
-                url
+        let mut url = self.url(&["api", "v1", "apps"]);
+        {
+            let mut query = url.query_pairs_mut();
+            if !q.is_empty() {
+                query.append_pair("q", q);
+            }
+            if let Some(after) = after {
+                query.append_pair("after", after);
+            }
+            query.append_pair("limit", &limit.clamp(1, MAX_PAGE_SIZE).to_string());
+        }
+        let page = self.fetch_apps_page(operation, url).await?;
+        let next = match page.next {
+            None => None,
+            Some(link) => {
+                let url = self.resolve_page(operation, &link, "/api/v1/apps")?;
+                let cursor = url
+                    .query_pairs()
+                    .find(|(name, _)| name == "after")
+                    .map(|(_, value)| value.into_owned());
+                Some(cursor.ok_or_else(|| OktaError::Pagination {
+                    operation,
+                    detail: format!("the next link {link:?} has no after cursor"),
+                })?)
             }
         };
-        let request = self.authorized(self.http.get(url));
-        let response = self.send(operation, request).await?;
-        let next = self.next_page(operation, response.headers())?;
-        let values: Vec<serde_json::Value> = decode(operation, response).await?;
-        let items = decode_each(operation, values);
-        Ok(Page { items, next })
+        Ok(Page {
+            items: page.items,
+            next,
+        })
     }
 
-    /// Lists every app matching the `q` prefix, following `Link` headers to
-    /// the last page with the largest page size.
+    /// Lists every app matching the `q` prefix, following Okta's `Link`
+    /// headers to the last page with the largest page size.
     pub async fn list_apps_all(&self, q: &str) -> Result<Vec<App>, OktaError> {
         let operation = "list apps";
+        let mut url = self.url(&["api", "v1", "apps"]);
+        {
+            let mut query = url.query_pairs_mut();
+            if !q.is_empty() {
+                query.append_pair("q", q);
+            }
+            query.append_pair("limit", &MAX_PAGE_SIZE.to_string());
+        }
         let mut apps = Vec::new();
         let mut seen = HashSet::new();
-        let mut page = self.list_apps_page(Some(q), MAX_PAGE_SIZE, None).await?;
+        let mut page = self.fetch_apps_page(operation, url).await?;
         loop {
             apps.append(&mut page.items);
             let Some(next) = page.next else {
@@ -145,10 +164,24 @@ impl OktaClient {
                     detail: format!("more than {MAX_PAGES} pages"),
                 });
             }
-            page = self
-                .list_apps_page(None, MAX_PAGE_SIZE, Some(&next))
-                .await?;
+            let url = self.resolve_page(operation, &next, "/api/v1/apps")?;
+            page = self.fetch_apps_page(operation, url).await?;
         }
+    }
+
+    /// Fetches one page of apps from a URL on the org; `next` is the next
+    /// page's link, checked to stay on the org.
+    async fn fetch_apps_page(
+        &self,
+        operation: &'static str,
+        url: Url,
+    ) -> Result<Page<App>, OktaError> {
+        let request = self.authorized(self.http.get(url));
+        let response = self.send(operation, request).await?;
+        let next = self.next_page(operation, response.headers())?;
+        let values: Vec<serde_json::Value> = decode(operation, response).await?;
+        let items = decode_each(operation, values);
+        Ok(Page { items, next })
     }
 
     /// Deactivates an app.
@@ -201,6 +234,51 @@ impl OktaClient {
         self.send(operation, request).await.map(drop)
     }
 
+    /// Fetches one app as raw JSON, for a full replacement with
+    /// [`OktaClient::replace_app`].
+    pub async fn get_app_json(&self, app_id: &str) -> Result<serde_json::Value, OktaError> {
+        let operation = "get app";
+        let request = self.request(Method::GET, &["api", "v1", "apps", app_id]);
+        let response = self.send(operation, request).await?;
+        decode(operation, response).await
+    }
+
+    /// Replaces an app (`PUT /api/v1/apps/{id}`); Okta expects the whole
+    /// object, typically a fetched one with changes.
+    pub async fn replace_app(
+        &self,
+        app_id: &str,
+        app: &serde_json::Value,
+    ) -> Result<(), OktaError> {
+        let operation = "replace app";
+        let request = self
+            .request(Method::PUT, &["api", "v1", "apps", app_id])
+            .json(app);
+        self.send(operation, request).await.map(drop)
+    }
+
+    /// Posts a form to an OAuth token endpoint, with a DPoP proof header when
+    /// given. The token endpoint takes no API token: the form carries the
+    /// client assertion.
+    pub async fn request_token(
+        &self,
+        token_endpoint: &Url,
+        form: &[(&str, &str)],
+        dpop_proof: Option<&str>,
+    ) -> Result<TokenResponse, OktaError> {
+        let operation = "token request";
+        let mut request = self
+            .http
+            .post(token_endpoint.clone())
+            .header(ACCEPT, "application/json")
+            .form(form);
+        if let Some(proof) = dpop_proof {
+            request = request.header("DPoP", proof);
+        }
+        let response = self.send(operation, request).await?;
+        decode(operation, response).await
+    }
+
     /// Builds an org URL from path segments, percent-encoding each one so
     /// that an id can never change the path.
     fn url(&self, segments: &[&str]) -> Url {
@@ -222,7 +300,7 @@ impl OktaClient {
             .header(AUTHORIZATION, format!("SSWS {}", self.api_token.expose()))
     }
 
-    /// Sends a request and turns every non-2xx answer into an error.
+    /// Sends a request and turns every non-2xx response into an error.
     async fn send(
         &self,
         operation: &'static str,
@@ -249,6 +327,7 @@ impl OktaClient {
 
         let retry_after =
             (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(response.headers()));
+        let dpop_nonce = header_str(response.headers(), "dpop-nonce");
         let body = response.bytes().await.unwrap_or_default();
         Err(OktaError::Api {
             operation,
@@ -256,6 +335,7 @@ impl OktaClient {
             body: Box::new(ErrorBody::parse(&body)),
             request_id,
             retry_after,
+            dpop_nonce,
         })
     }
 
@@ -295,7 +375,7 @@ impl OktaClient {
             operation,
             detail: format!("the link {link:?} is not a URL: {err}"),
         })?;
-        if url.origin() != base.origin() {
+        if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
             return Err(OktaError::Pagination {
                 operation,
                 detail: format!("the link {link:?} leaves the org {}", self.org),

@@ -155,3 +155,31 @@ pub struct NewGrant<'a> {
     /// The org authorization server's issuer: the org URL.
     pub issuer: &'a str,
 }
+
+/// A successful token endpoint response (RFC 6749 section 5.1). Its
+/// `Debug` output leaves out the token.
+#[derive(Clone, Deserialize)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: String,
+    /// `Bearer`, or `DPoP` for a DPoP-bound token.
+    #[serde(default)]
+    pub token_type: String,
+    /// The lifetime in seconds.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    /// The granted scopes, space-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}

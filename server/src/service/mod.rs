@@ -1,16 +1,20 @@
 //! The gRPC adapter: the `registrar.v1.Registrar` service on top of the Okta
 //! client and the store.
 
+mod credentials;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use registrar_api::prost_types;
 use registrar_api::v1::registrar_server::Registrar;
 use registrar_api::v1::{
     AppStatus, CreateServiceAppRequest, CreateServiceAppResponse, DeleteServiceAppRequest,
-    DeleteServiceAppResponse, GetServiceAppRequest, GetServiceAppResponse, Grant,
-    GrantScopesRequest, GrantScopesResponse, KeyStatus, ListGrantsRequest, ListGrantsResponse,
-    ListServiceAppsRequest, ListServiceAppsResponse, RevokeScopesRequest, RevokeScopesResponse,
-    ScopeOutcome, ScopeResult, ServiceApp, create_service_app_request::KeySource,
+    DeleteServiceAppResponse, GetAccessTokenRequest, GetAccessTokenResponse, GetServiceAppRequest,
+    GetServiceAppResponse, Grant, GrantScopesRequest, GrantScopesResponse, KeyAlgorithm, KeyStatus,
+    ListGrantsRequest, ListGrantsResponse, ListServiceAppsRequest, ListServiceAppsResponse,
+    RevokeScopesRequest, RevokeScopesResponse, ScopeOutcome, ScopeResult, ServiceApp,
+    SignClientAssertionRequest, SignClientAssertionResponse, SignDpopProofRequest,
+    SignDpopProofResponse, create_service_app_request::KeySource,
 };
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
@@ -18,9 +22,12 @@ use tracing::instrument;
 
 use crate::error::ServiceError;
 use crate::jwk;
+use crate::keyring::Keyring;
+use crate::locks::KeyedLocks;
 use crate::okta::model::{App, NewClient, RegisteredClient};
 use crate::okta::{OktaClient, OktaError};
-use crate::store::{AppRecord, KeyRecord, Store};
+use crate::store::{AppRecord, KeyPurpose, KeyRecord, Store};
+use crate::tokens::Tokens;
 use crate::validate::{self, InvalidArgument};
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
@@ -31,12 +38,34 @@ const MAX_PAGE_SIZE: i32 = 200;
 pub struct RegistrarService {
     okta: OktaClient,
     store: Store,
+    keyring: Keyring,
+    tokens: Tokens,
+    names: KeyedLocks,
 }
 
 impl RegistrarService {
-    /// Builds the service over an Okta client and a store.
-    pub fn new(okta: OktaClient, store: Store) -> Self {
-        Self { okta, store }
+    /// Builds the service over an Okta client, the store, the keyring and
+    /// the token cache.
+    pub fn new(okta: OktaClient, store: Store, keyring: Keyring, tokens: Tokens) -> Self {
+        Self {
+            okta,
+            store,
+            keyring,
+            tokens,
+            names: KeyedLocks::default(),
+        }
+    }
+
+    /// Checks that the registrar created the app and has not deleted it.
+    async fn known_app(&self, client_id: &str) -> Result<AppRecord, ServiceError> {
+        match self.store.app(client_id).await? {
+            Some(app) if !app.deleted => Ok(app),
+            Some(_) => Err(ServiceError::AppNotFound(client_id.to_string())),
+            None => {
+                self.service_app(client_id).await?;
+                Err(ServiceError::NoPrivateKey(client_id.to_string()))
+            }
+        }
     }
 
     /// Fetches an app and checks that it is a service app.
@@ -54,15 +83,22 @@ impl RegistrarService {
 
     async fn create(&self, request: CreateServiceAppRequest) -> Result<ServiceApp, ServiceError> {
         validate::client_name(&request.client_name)?;
-        let jwks = match request.key_source {
+        let generate = match &request.key_source {
             Some(KeySource::Jwks(jwks)) => {
-                jwk::validate_jwks("jwks", &jwks)?;
-                jwks
+                jwk::validate_jwks("jwks", jwks)?;
+                None
             }
-            Some(KeySource::GenerateKey(_)) => {
-                return Err(ServiceError::Unimplemented(
-                    "generate_key: this server does not generate keys yet; supply the public keys in jwks".into(),
-                ));
+            Some(KeySource::GenerateKey(options)) => {
+                let algorithm = KeyAlgorithm::try_from(options.algorithm).map_err(|_| {
+                    InvalidArgument::new(
+                        "generate_key.algorithm",
+                        format!(
+                            "{} is not a known key algorithm; use KEY_ALGORITHM_RS256_2048, KEY_ALGORITHM_RS256_3072, KEY_ALGORITHM_RS256_4096 or KEY_ALGORITHM_ES256",
+                            options.algorithm
+                        ),
+                    )
+                })?;
+                Some(algorithm)
             }
             None => {
                 return Err(InvalidArgument::new(
@@ -72,9 +108,18 @@ impl RegistrarService {
                 .into());
             }
         };
+        if request.dpop_bound && generate.is_none() {
+            return Err(InvalidArgument::new(
+                "dpop_bound",
+                "needs generate_key, because the registrar requests the tokens of a DPoP-bound app; drop jwks and set generate_key",
+            )
+            .into());
+        }
 
         // Names are unique among service apps, so a retried create finds the
         // app that the first attempt made instead of making a second one.
+        // The name's lock keeps concurrent creates of one name apart.
+        let _name_guard = self.names.lock(&request.client_name).await;
         let existing = self.okta.list_apps_all(&request.client_name).await?;
         if let Some(app) = existing
             .iter()
@@ -86,11 +131,34 @@ impl RegistrarService {
             });
         }
 
-        let keys = jwks.keys.iter().map(jwk::to_okta_json).collect();
+        // A generated key is stored before its public half goes to Okta, so
+        // a crash in between leaves a pending key, not a lost one.
+        let mut pending = None;
+        let keys = match (generate, &request.key_source) {
+            (Some(algorithm), _) => {
+                let key = self
+                    .keyring
+                    .generate_pending(algorithm, KeyPurpose::Assertion)
+                    .await?;
+                let public = vec![jwk::to_okta_json(key.key.public_jwk())];
+                pending = Some(key);
+                public
+            }
+            (None, Some(KeySource::Jwks(jwks))) => {
+                jwks.keys.iter().map(jwk::to_okta_json).collect()
+            }
+            (None, _) => unreachable!("the key source was checked above"),
+        };
         let body = NewClient::service_app(request.client_name.clone(), keys);
         let registered = self.okta.create_client(&body).await?;
         let app = registered_app(&registered);
-        tracing::info!(client_id = %app.client_id, client_name = %app.client_name, keys = app.keys.len(), "service app created");
+        tracing::info!(
+            client_id = %app.client_id,
+            client_name = %app.client_name,
+            keys = app.keys.len(),
+            generated_key = pending.is_some(),
+            "service app created"
+        );
 
         let record = AppRecord {
             client_id: app.client_id.clone(),
@@ -109,9 +177,55 @@ impl RegistrarService {
                 })
                 .collect(),
             deleted: false,
+            dpop_bound: false,
         };
         self.store.record_app(&record).await?;
+        if let Some(pending) = &pending {
+            self.keyring
+                .activate(pending, &app.client_id, KeyPurpose::Assertion)
+                .await?;
+        }
+        if request.dpop_bound {
+            self.enable_dpop(&app.client_id).await?;
+        }
         Ok(app)
+    }
+
+    /// Makes the app's tokens DPoP-bound. Okta's dynamic client
+    /// registration cannot set `dpop_bound_access_tokens`, so the app is
+    /// fetched, changed and replaced through the Apps API.
+    async fn enable_dpop(&self, client_id: &str) -> Result<(), ServiceError> {
+        let pending = self
+            .keyring
+            .generate_pending(KeyAlgorithm::Es256, KeyPurpose::Dpop)
+            .await?;
+        let mut app = self
+            .okta
+            .get_app_json(client_id)
+            .await
+            .map_err(|err| ServiceError::for_app(err, client_id))?;
+        let Some(settings) = app
+            .get_mut("settings")
+            .and_then(|settings| settings.get_mut("oauthClient"))
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            return Err(OktaError::Decode {
+                operation: "get app",
+                detail: "the app has no settings.oauthClient".into(),
+            }
+            .into());
+        };
+        settings.insert(
+            "dpop_bound_access_tokens".into(),
+            serde_json::Value::Bool(true),
+        );
+        self.okta.replace_app(client_id, &app).await?;
+        self.keyring
+            .activate(&pending, client_id, KeyPurpose::Dpop)
+            .await?;
+        self.store.set_dpop_bound(client_id, true).await?;
+        tracing::info!(%client_id, "service app made DPoP-bound");
+        Ok(())
     }
 
     async fn list(
@@ -129,6 +243,7 @@ impl RegistrarService {
                 .into());
             }
         };
+        validate::name_prefix(&request.name_prefix)?;
         let next = if request.page_token.is_empty() {
             None
         } else {
@@ -140,13 +255,13 @@ impl RegistrarService {
                 )
                 .into());
             }
-            Some(token.next)
+            Some(token.after)
         };
 
         let limit = u32::try_from(page_size).expect("page_size was checked to be positive");
         let page = self
             .okta
-            .list_apps_page(Some(&request.name_prefix), limit, next.as_deref())
+            .list_apps_page(&request.name_prefix, limit, next.as_deref())
             .await?;
         let apps = page
             .items
@@ -158,7 +273,7 @@ impl RegistrarService {
             .next
             .map(|next| {
                 PageToken {
-                    next,
+                    after: next,
                     q: request.name_prefix,
                 }
                 .encode()
@@ -184,6 +299,7 @@ impl RegistrarService {
             .await
             .map_err(|err| ServiceError::for_app(err, client_id))?;
         self.store.mark_app_deleted(client_id).await?;
+        self.keyring.forget(client_id);
         tracing::info!(%client_id, "service app deleted");
         Ok(())
     }
@@ -370,7 +486,7 @@ impl RegistrarService {
 
 #[tonic::async_trait]
 impl Registrar for RegistrarService {
-    #[instrument(skip_all, fields(client_name = %request.get_ref().client_name))]
+    #[instrument(skip_all, fields(client_name = ?request.get_ref().client_name))]
     async fn create_service_app(
         &self,
         request: Request<CreateServiceAppRequest>,
@@ -379,7 +495,7 @@ impl Registrar for RegistrarService {
         Ok(Response::new(CreateServiceAppResponse { app: Some(app) }))
     }
 
-    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
     async fn get_service_app(
         &self,
         request: Request<GetServiceAppRequest>,
@@ -401,7 +517,7 @@ impl Registrar for RegistrarService {
         Ok(Response::new(response))
     }
 
-    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
     async fn delete_service_app(
         &self,
         request: Request<DeleteServiceAppRequest>,
@@ -412,7 +528,7 @@ impl Registrar for RegistrarService {
         Ok(Response::new(DeleteServiceAppResponse {}))
     }
 
-    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
     async fn grant_scopes(
         &self,
         request: Request<GrantScopesRequest>,
@@ -421,7 +537,7 @@ impl Registrar for RegistrarService {
         Ok(Response::new(GrantScopesResponse { results }))
     }
 
-    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
     async fn list_grants(
         &self,
         request: Request<ListGrantsRequest>,
@@ -432,13 +548,46 @@ impl Registrar for RegistrarService {
         Ok(Response::new(ListGrantsResponse { grants }))
     }
 
-    #[instrument(skip_all, fields(client_id = %request.get_ref().client_id))]
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
     async fn revoke_scopes(
         &self,
         request: Request<RevokeScopesRequest>,
     ) -> Result<Response<RevokeScopesResponse>, Status> {
         let results = self.revoke(request.into_inner()).await.map_err(log_error)?;
         Ok(Response::new(RevokeScopesResponse { results }))
+    }
+
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
+    async fn sign_client_assertion(
+        &self,
+        request: Request<SignClientAssertionRequest>,
+    ) -> Result<Response<SignClientAssertionResponse>, Status> {
+        let response = self
+            .sign_assertion(request.into_inner())
+            .await
+            .map_err(log_error)?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
+    async fn get_access_token(
+        &self,
+        request: Request<GetAccessTokenRequest>,
+    ) -> Result<Response<GetAccessTokenResponse>, Status> {
+        let response = self.access_token(request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
+    async fn sign_dpop_proof(
+        &self,
+        request: Request<SignDpopProofRequest>,
+    ) -> Result<Response<SignDpopProofResponse>, Status> {
+        let response = self
+            .sign_proof(request.into_inner())
+            .await
+            .map_err(log_error)?;
+        Ok(Response::new(response))
     }
 }
 
@@ -524,11 +673,12 @@ fn parse_timestamp(value: &str) -> Option<prost_types::Timestamp> {
     })
 }
 
-/// The state behind a `page_token`: Okta's next-page link and the search
-/// prefix it belongs to.
+/// The state behind a `page_token`: Okta's `after` cursor from its
+/// next-page link, and the search prefix it belongs to. The server rebuilds
+/// the Okta URL from these, so a forged token can set nothing else.
 #[derive(Debug, Serialize, Deserialize)]
 struct PageToken {
-    next: String,
+    after: String,
     q: String,
 }
 
@@ -557,11 +707,11 @@ mod tests {
     #[test]
     fn page_token_round_trip() {
         let token = PageToken {
-            next: "/api/v1/apps?after=0oa1&limit=2".into(),
+            after: "0oa1".into(),
             q: "billing".into(),
         };
         let decoded = PageToken::decode(&token.encode()).expect("round trip");
-        assert_eq!(decoded.next, token.next);
+        assert_eq!(decoded.after, token.after);
         assert_eq!(decoded.q, "billing");
         assert!(PageToken::decode("not a token!").is_err());
         assert!(PageToken::decode(&URL_SAFE_NO_PAD.encode("{}")).is_err());

@@ -1,0 +1,236 @@
+//! Key material: generation of key pairs, the master key that encrypts them
+//! at rest, and signing of client assertions and DPoP proofs.
+//!
+//! Private key bytes live only in [`KeyPair`] (zeroized on drop, redacted
+//! `Debug`) and, encrypted, in the store.
+
+pub mod master;
+pub mod sign;
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::EncodePrivateKey;
+use registrar_api::v1::{Jwk, KeyAlgorithm};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::traits::PublicKeyParts;
+use zeroize::Zeroizing;
+
+use crate::jwk;
+
+/// A signing algorithm of a key the registrar holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256; the key is PKCS#1 DER.
+    Rs256,
+    /// ECDSA on P-256 with SHA-256; the key is PKCS#8 DER.
+    Es256,
+}
+
+impl SigningAlgorithm {
+    /// Returns the JWS `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Es256 => "ES256",
+        }
+    }
+
+    /// Parses a JWS `alg` name the registrar generates keys for.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "RS256" => Some(Self::Rs256),
+            "ES256" => Some(Self::Es256),
+            _ => None,
+        }
+    }
+
+    fn jsonwebtoken(self) -> jsonwebtoken::Algorithm {
+        match self {
+            Self::Rs256 => jsonwebtoken::Algorithm::RS256,
+            Self::Es256 => jsonwebtoken::Algorithm::ES256,
+        }
+    }
+}
+
+/// Why a key could not be generated or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Key generation failed.
+    #[error("key generation failed: {0}")]
+    Generate(String),
+    /// Stored key bytes could not be parsed.
+    #[error("a stored private key is malformed: {0}")]
+    Malformed(String),
+}
+
+/// A private key the registrar holds, with its public JWK. The kid is the
+/// RFC 7638 thumbprint, so new key material always gets a new kid.
+pub struct KeyPair {
+    algorithm: SigningAlgorithm,
+    private_der: Zeroizing<Vec<u8>>,
+    public: Jwk,
+    // NOTE: jsonwebtoken's EncodingKey keeps its own copy of the DER and
+    // does not zeroize it on drop; only `private_der` is zeroized.
+    encoding_key: jsonwebtoken::EncodingKey,
+}
+
+impl fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("algorithm", &self.algorithm)
+            .field("kid", &self.public.kid)
+            .field("private_key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl KeyPair {
+    /// Generates a key pair. RSA generation takes tens of milliseconds or
+    /// more, so call it from a blocking task.
+    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
+        match algorithm {
+            KeyAlgorithm::Unspecified | KeyAlgorithm::Rs2562048 => generate_rsa(2048),
+            KeyAlgorithm::Rs2563072 => generate_rsa(3072),
+            KeyAlgorithm::Rs2564096 => generate_rsa(4096),
+            KeyAlgorithm::Es256 => generate_p256(),
+        }
+    }
+
+    /// Rebuilds a key pair from its stored parts.
+    pub fn from_parts(
+        algorithm: SigningAlgorithm,
+        private_der: Zeroizing<Vec<u8>>,
+        public: Jwk,
+    ) -> Result<Self, KeyError> {
+        let encoding_key = match algorithm {
+            SigningAlgorithm::Rs256 => jsonwebtoken::EncodingKey::from_rsa_der(&private_der),
+            SigningAlgorithm::Es256 => jsonwebtoken::EncodingKey::from_ec_der(&private_der),
+        };
+        Ok(Self {
+            algorithm,
+            private_der,
+            public,
+            encoding_key,
+        })
+    }
+
+    /// Returns the signing algorithm.
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.algorithm
+    }
+
+    /// Returns the key id, the RFC 7638 thumbprint of the public key.
+    pub fn kid(&self) -> &str {
+        &self.public.kid
+    }
+
+    /// Returns the public JWK, with kid, use and alg set.
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.public
+    }
+
+    /// Returns the private key DER (PKCS#1 for RSA, PKCS#8 for EC), for
+    /// encryption into the store.
+    pub fn private_der(&self) -> &[u8] {
+        &self.private_der
+    }
+
+    pub(crate) fn encoding_key(&self) -> &jsonwebtoken::EncodingKey {
+        &self.encoding_key
+    }
+}
+
+fn generate_rsa(bits: usize) -> Result<KeyPair, KeyError> {
+    let mut rng = rsa::rand_core::OsRng;
+    let private = rsa::RsaPrivateKey::new(&mut rng, bits)
+        .map_err(|err| KeyError::Generate(err.to_string()))?;
+    let der = private
+        .to_pkcs1_der()
+        .map_err(|err| KeyError::Generate(err.to_string()))?;
+    let public = Jwk {
+        kty: "RSA".into(),
+        r#use: "sig".into(),
+        alg: "RS256".into(),
+        n: URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()),
+        e: URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
+        ..Jwk::default()
+    };
+    finish(
+        SigningAlgorithm::Rs256,
+        Zeroizing::new(der.as_bytes().to_vec()),
+        public,
+    )
+}
+
+fn generate_p256() -> Result<KeyPair, KeyError> {
+    let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+    let der = secret
+        .to_pkcs8_der()
+        .map_err(|err| KeyError::Generate(err.to_string()))?;
+    let point = secret.public_key().to_encoded_point(false);
+    let (Some(x), Some(y)) = (point.x(), point.y()) else {
+        return Err(KeyError::Generate(
+            "the P-256 public key has no coordinates".into(),
+        ));
+    };
+    let public = Jwk {
+        kty: "EC".into(),
+        r#use: "sig".into(),
+        alg: "ES256".into(),
+        crv: "P-256".into(),
+        x: URL_SAFE_NO_PAD.encode(x),
+        y: URL_SAFE_NO_PAD.encode(y),
+        ..Jwk::default()
+    };
+    finish(
+        SigningAlgorithm::Es256,
+        Zeroizing::new(der.as_bytes().to_vec()),
+        public,
+    )
+}
+
+fn finish(
+    algorithm: SigningAlgorithm,
+    der: Zeroizing<Vec<u8>>,
+    mut public: Jwk,
+) -> Result<KeyPair, KeyError> {
+    public.kid = jwk::thumbprint(&public)
+        .ok_or_else(|| KeyError::Generate("the public key is incomplete".into()))?;
+    KeyPair::from_parts(algorithm, der, public)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_key_is_valid_and_kid_is_thumbprint() {
+        let key = KeyPair::generate(KeyAlgorithm::Rs2562048).expect("generated");
+        assert_eq!(key.algorithm(), SigningAlgorithm::Rs256);
+        jwk::validate_jwk("key", key.public_jwk()).expect("valid public JWK");
+        assert_eq!(
+            Some(key.kid().to_string()),
+            jwk::thumbprint(key.public_jwk())
+        );
+        let printed = format!("{key:?}");
+        assert!(printed.contains("redacted"), "{printed}");
+        assert!(!printed.contains(&URL_SAFE_NO_PAD.encode(&key.private_der()[..16])));
+    }
+
+    #[test]
+    fn ec_key_is_valid() {
+        let key = KeyPair::generate(KeyAlgorithm::Es256).expect("generated");
+        assert_eq!(key.public_jwk().crv, "P-256");
+        jwk::validate_jwk("key", key.public_jwk()).expect("valid public JWK");
+    }
+
+    #[test]
+    fn new_material_gets_new_kid() {
+        let first = KeyPair::generate(KeyAlgorithm::Es256).expect("generated");
+        let second = KeyPair::generate(KeyAlgorithm::Es256).expect("generated");
+        assert_ne!(first.kid(), second.kid());
+    }
+}

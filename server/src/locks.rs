@@ -1,0 +1,106 @@
+//! Per-key async locks, so that work on one name or app is serialised
+//! within this process while work on different keys runs in parallel.
+//!
+//! NOTE: these locks cover one registrar process only. Replicas that share a
+//! database need database-level locking as well.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OwnedMutexGuard;
+
+/// A set of async mutexes, one per key, created on first use and dropped
+/// when no task holds or waits for them.
+#[derive(Debug, Clone, Default)]
+pub struct KeyedLocks {
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// Holds a key's lock until dropped.
+#[derive(Debug)]
+pub struct KeyGuard {
+    key: String,
+    guard: Option<OwnedMutexGuard<()>>,
+    locks: KeyedLocks,
+}
+
+impl KeyedLocks {
+    /// Waits for the lock of `key` and returns its guard.
+    pub async fn lock(&self, key: &str) -> KeyGuard {
+        let mutex = {
+            let mut locks = self.locks.lock().expect("the lock table is never poisoned");
+            locks.entry(key.to_string()).or_default().clone()
+        };
+        let guard = mutex.lock_owned().await;
+        KeyGuard {
+            key: key.to_string(),
+            guard: Some(guard),
+            locks: self.clone(),
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.locks
+            .lock()
+            .expect("the lock table is never poisoned")
+            .len()
+    }
+}
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = self
+            .locks
+            .locks
+            .lock()
+            .expect("the lock table is never poisoned");
+        // Only the table holds the mutex now: nobody holds or awaits it.
+        if locks
+            .get(&self.key)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            locks.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn serialises_one_key_and_cleans_up() {
+        let locks = KeyedLocks::default();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let locks = locks.clone();
+            let inside = inside.clone();
+            tasks.push(tokio::spawn(async move {
+                let _guard = locks.lock("billing").await;
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two holders at once"
+                );
+                tokio::task::yield_now().await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+        assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn different_keys_do_not_block() {
+        let locks = KeyedLocks::default();
+        let _first = locks.lock("a").await;
+        let second = tokio::time::timeout(std::time::Duration::from_secs(1), locks.lock("b")).await;
+        assert!(second.is_ok());
+    }
+}
