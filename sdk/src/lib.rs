@@ -4,6 +4,23 @@
 //! so that a service can register itself and get its scopes granted in a few
 //! lines:
 //!
+//! A service that lets the registrar hold its key registers itself with one
+//! call at start-up, and then asks for tokens:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), registrar_sdk::Error> {
+//! let identity = registrar_sdk::Client::connect("http://127.0.0.1:50051")
+//!     .await?
+//!     .register("billing-worker", &["okta.users.read"])
+//!     .await?;
+//! let token = identity.access_token(&["okta.users.read"]).await?;
+//! println!("{} token for {}", token.token_type, identity.client_id());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A service that holds its own key registers its public key instead:
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), registrar_sdk::Error> {
 //! use registrar_sdk::{Client, v1::Jwks};
@@ -22,8 +39,9 @@ use registrar_api::v1::registrar_client::RegistrarClient;
 use registrar_api::v1::{
     CreateServiceAppRequest, DeleteServiceAppRequest, GenerateKey, GetAccessTokenRequest,
     GetAccessTokenResponse, GetServiceAppRequest, Grant, GrantScopesRequest, Jwks, KeyAlgorithm,
-    ListGrantsRequest, ListServiceAppsRequest, RevokeScopesRequest, ScopeOutcome, ScopeResult,
-    ServiceApp, SignDpopProofRequest, create_service_app_request::KeySource,
+    ListGrantsRequest, ListServiceAppsRequest, RegisterServiceRequest, RevokeScopesRequest,
+    ScopeOutcome, ScopeResult, ServiceApp, SignDpopProofRequest,
+    create_service_app_request::KeySource,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -91,6 +109,46 @@ impl Client {
     /// Returns the generated client, for RPCs this wrapper does not cover.
     pub fn raw(&mut self) -> &mut RegistrarClient<Channel> {
         &mut self.inner
+    }
+
+    /// Registers this service: makes sure one service app exists for the
+    /// name, with a registrar-held RSA-2048 key and the scopes granted, and
+    /// returns its identity. Every instance of a service can call it at
+    /// start-up; only the first creates the app.
+    pub async fn register(
+        self,
+        service_name: &str,
+        scope_ids: &[&str],
+    ) -> Result<ServiceIdentity, Error> {
+        self.register_with(service_name, scope_ids, KeyAlgorithm::Rs2562048, false)
+            .await
+    }
+
+    /// Registers this service like [`Client::register`], with a chosen key
+    /// algorithm and DPoP binding for a newly created app.
+    pub async fn register_with(
+        mut self,
+        service_name: &str,
+        scope_ids: &[&str],
+        algorithm: KeyAlgorithm,
+        dpop_bound: bool,
+    ) -> Result<ServiceIdentity, Error> {
+        let request = RegisterServiceRequest {
+            service_name: service_name.to_string(),
+            scope_ids: scope_ids.iter().map(ToString::to_string).collect(),
+            key: Some(GenerateKey {
+                algorithm: algorithm as i32,
+            }),
+            dpop_bound,
+        };
+        let response = self.inner.register_service(request).await?.into_inner();
+        let app = response.app.ok_or(Error::MissingField("app"))?;
+        Ok(ServiceIdentity {
+            client: self,
+            app,
+            created: response.created,
+            grants: response.grants,
+        })
     }
 
     /// Creates a service app with the caller's public keys.
@@ -264,6 +322,58 @@ impl Client {
             .await?
             .into_inner()
             .results)
+    }
+}
+
+/// A registered service: its app, and a client that gets its tokens.
+#[derive(Debug, Clone)]
+pub struct ServiceIdentity {
+    client: Client,
+    app: ServiceApp,
+    created: bool,
+    grants: Vec<ScopeResult>,
+}
+
+impl ServiceIdentity {
+    /// Returns the app's client id.
+    pub fn client_id(&self) -> &str {
+        &self.app.client_id
+    }
+
+    /// Returns the app as registration returned it.
+    pub fn app(&self) -> &ServiceApp {
+        &self.app
+    }
+
+    /// Returns whether registration created the app.
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Returns the result of each requested scope.
+    pub fn grants(&self) -> &[ScopeResult] {
+        &self.grants
+    }
+
+    /// Returns an access token with these scopes, from the registrar's cache
+    /// when it holds a fresh one.
+    pub async fn access_token(&self, scopes: &[&str]) -> Result<GetAccessTokenResponse, Error> {
+        self.client
+            .clone()
+            .access_token(&self.app.client_id, scopes)
+            .await
+    }
+
+    /// Returns a new access token, for use after a resource server answered
+    /// 401 to the cached one.
+    pub async fn refresh_access_token(
+        &self,
+        scopes: &[&str],
+    ) -> Result<GetAccessTokenResponse, Error> {
+        self.client
+            .clone()
+            .refresh_access_token(&self.app.client_id, scopes)
+            .await
     }
 }
 

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::keys::master::MasterKey;
 use crate::org::OrgUrl;
+use crate::rotation::RotationSettings;
 use crate::secret::Secret;
 
 /// The validated configuration of [`crate::run`].
@@ -33,7 +34,17 @@ pub struct ServerConfig {
     /// How long in-flight requests may run after shutdown starts before
     /// they are dropped.
     pub shutdown_grace: Duration,
+    /// The timing of key rotations.
+    pub rotation: RotationSettings,
 }
+
+/// The default delay between registering a new key in Okta and signing
+/// with it.
+pub const DEFAULT_PROPAGATION_DELAY: Duration = Duration::from_secs(30);
+/// Clock skew that a rotation's grace period covers beyond the assertion
+/// lifetime: the 60 s by which assertions are backdated, plus 60 s for a
+/// token endpoint clock that runs ahead.
+pub const ROTATION_SKEW_ALLOWANCE: Duration = Duration::from_secs(120);
 
 /// The default time in-flight requests get to finish after a shutdown
 /// signal.
@@ -131,6 +142,19 @@ pub struct ServeArgs {
     /// they are dropped, in seconds. A second signal stops at once.
     #[arg(long, env = "REGISTRAR_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// How long a new key is registered in Okta before the registrar signs
+    /// with it during a rotation, in seconds.
+    #[arg(
+        long,
+        env = "REGISTRAR_ROTATION_PROPAGATION_SECS",
+        default_value_t = 30
+    )]
+    pub rotation_propagation_secs: u64,
+    /// How long the old key stays active in Okta after signing switched, in
+    /// seconds. It must exceed the assertion lifetime plus 120 s of clock
+    /// skew, which is also the default.
+    #[arg(long, env = "REGISTRAR_ROTATION_GRACE_SECS")]
+    pub rotation_grace_secs: Option<u64>,
 }
 
 /// Options of `registrar demo`.
@@ -165,6 +189,16 @@ impl ServeArgs {
             Some(url) => url,
             None => default_database_url(&self.data_dir)?,
         };
+        let assertion_lifetime = Duration::from_secs(self.assertion_lifetime_secs);
+        let minimum_grace = assertion_lifetime + ROTATION_SKEW_ALLOWANCE;
+        let grace_period = match self.rotation_grace_secs {
+            None => minimum_grace,
+            Some(secs) if Duration::from_secs(secs) >= minimum_grace => Duration::from_secs(secs),
+            Some(secs) => bail!(
+                "--rotation-grace-secs: {secs} is too short; it must be at least the assertion lifetime plus 120 s of clock skew ({} s), or old assertions would fail",
+                minimum_grace.as_secs()
+            ),
+        };
         let master_key = load_master_key(self.master_key_file.as_deref(), &self.data_dir)?;
         Ok(ServerConfig {
             okta_org,
@@ -174,6 +208,10 @@ impl ServeArgs {
             master_key,
             assertion_lifetime: Duration::from_secs(self.assertion_lifetime_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            rotation: RotationSettings {
+                propagation_delay: Duration::from_secs(self.rotation_propagation_secs),
+                grace_period,
+            },
         })
     }
 }

@@ -57,6 +57,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         master_key: crate::keys::master::MasterKey::random(),
         assertion_lifetime: crate::config::DEFAULT_ASSERTION_LIFETIME,
         shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
+        rotation: crate::rotation::RotationSettings {
+            propagation_delay: crate::config::DEFAULT_PROPAGATION_DELAY,
+            grace_period: crate::config::DEFAULT_ASSERTION_LIFETIME
+                + crate::config::ROTATION_SKEW_ALLOWANCE,
+        },
     };
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

@@ -36,6 +36,17 @@ pub enum ServiceError {
         /// The existing app's client id.
         client_id: String,
     },
+    /// RegisterService found an app of the name whose key the registrar
+    /// does not hold.
+    #[error(
+        "service_name: a service app named {name:?} exists (client_id {client_id}) but its keys were supplied by a caller, so RegisterService cannot manage it; choose another name or delete that app"
+    )]
+    NotRegistrable {
+        /// The service name.
+        name: String,
+        /// The existing app's client id.
+        client_id: String,
+    },
     /// The registrar holds no private key for the app.
     #[error(
         "the registrar holds no private key for client_id {0:?}: the app was created with caller-supplied keys, so the caller signs its own client assertions"
@@ -58,9 +69,30 @@ pub enum ServiceError {
         /// What went wrong and what to fix.
         detail: String,
     },
+    /// A rotation of the app is already running.
+    #[error(
+        "a key rotation of client_id {client_id:?} is already running (phase {phase}); wait for it to finish, which WatchRotations shows"
+    )]
+    RotationRunning {
+        /// The app's client id.
+        client_id: String,
+        /// The running rotation's phase.
+        phase: String,
+    },
+    /// The key cannot be retired.
+    #[error("kid {kid:?}: {reason}")]
+    KeyNotRetirable {
+        /// The kid.
+        kid: String,
+        /// Why not, and what to do.
+        reason: String,
+    },
     /// A stored key could not be used, or a new one not made.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),
+    /// A stored key is malformed.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
     /// Signing failed.
     #[error(transparent)]
     Sign(#[from] crate::keys::sign::SignError),
@@ -88,19 +120,23 @@ impl From<ServiceError> for Status {
         let code = match &error {
             ServiceError::InvalidArgument(_) => Code::InvalidArgument,
             ServiceError::AppNotFound(_) | ServiceError::NotServiceApp(_) => Code::NotFound,
-            ServiceError::NameTaken { .. } => Code::AlreadyExists,
-            ServiceError::NoPrivateKey(_) | ServiceError::NotDpopBound(_) => {
-                Code::FailedPrecondition
+            ServiceError::NameTaken { .. } | ServiceError::NotRegistrable { .. } => {
+                Code::AlreadyExists
             }
+            ServiceError::NoPrivateKey(_)
+            | ServiceError::NotDpopBound(_)
+            | ServiceError::RotationRunning { .. }
+            | ServiceError::KeyNotRetirable { .. } => Code::FailedPrecondition,
             ServiceError::TokenRejected { error, .. } => match error.as_str() {
                 "invalid_scope" => Code::InvalidArgument,
                 "use_dpop_nonce" => Code::Unavailable,
                 "invalid_dpop_proof" => Code::Internal,
                 _ => Code::FailedPrecondition,
             },
-            ServiceError::Store(_) | ServiceError::Keyring(_) | ServiceError::Sign(_) => {
-                Code::Internal
-            }
+            ServiceError::Store(_)
+            | ServiceError::Keyring(_)
+            | ServiceError::Key(_)
+            | ServiceError::Sign(_) => Code::Internal,
             ServiceError::Okta(okta) => return okta_status(okta),
         };
         Status::new(code, error.to_string())

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod locks;
 pub mod okta;
 pub mod org;
+pub mod rotation;
 pub mod secret;
 pub mod service;
 pub mod store;
@@ -31,6 +32,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub use config::ServerConfig;
 use keyring::Keyring;
 use okta::OktaClient;
+use rotation::Rotator;
 use service::RegistrarService;
 use store::Store;
 use tokens::{TokenSettings, Tokens};
@@ -59,7 +61,24 @@ pub async fn run(
     let keyring = Keyring::new(config.master_key.clone(), store.clone());
     let settings = TokenSettings::okta(&config.okta_org, config.assertion_lifetime);
     let tokens = Tokens::new(okta.clone(), keyring.clone(), store.clone(), settings);
-    let service = RegistrarService::new(okta, store, keyring, tokens);
+    let rotator = Rotator::new(
+        okta.clone(),
+        store.clone(),
+        keyring.clone(),
+        config.rotation,
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = RegistrarService::new(
+        okta,
+        store,
+        keyring,
+        tokens,
+        rotator.clone(),
+        stop_rx.clone(),
+    );
+    // The rotation task resumes recorded rotations; the guard stops it when
+    // this function returns or its task is dropped.
+    let rotation_task = AbortOnDrop(tokio::spawn(rotator.run(stop_rx)));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -94,6 +113,8 @@ pub async fn run(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down; in-flight requests may finish");
+        // Watch streams and the rotation task end at once.
+        let _ = stop_tx.send(true);
         let _ = signalled_tx.send(());
     };
     let serve = tonic::transport::Server::builder()
@@ -119,6 +140,17 @@ pub async fn run(
             );
         }
     }
+    drop(rotation_task);
     tracing::info!("registrar stopped");
     Ok(())
+}
+
+/// Aborts a spawned task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -40,7 +40,12 @@ impl std::error::Error for InvalidArgument {}
 /// Validates a client name: 1 to 100 characters, no control characters, no
 /// leading or trailing whitespace.
 pub fn client_name(name: &str) -> Result<(), InvalidArgument> {
-    let field = "client_name";
+    app_name("client_name", name)
+}
+
+/// Validates an app name in the named field with the rules of
+/// [`client_name`].
+pub fn app_name(field: &str, name: &str) -> Result<(), InvalidArgument> {
     if name.is_empty() {
         return Err(InvalidArgument::new(
             field,

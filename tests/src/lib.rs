@@ -13,6 +13,7 @@ use registrar_server::ServerConfig;
 use registrar_server::config::{DEFAULT_ASSERTION_LIFETIME, DEFAULT_SHUTDOWN_GRACE};
 use registrar_server::keys::master::MasterKey;
 use registrar_server::org::OrgUrl;
+use registrar_server::rotation::RotationSettings;
 use registrar_server::secret::Secret;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -37,7 +38,9 @@ pub struct TestEnv {
     /// A client connected to the registrar.
     pub client: RegistrarClient<Channel>,
     stop: watch::Sender<bool>,
+    registrar_stop: watch::Sender<bool>,
     server: JoinHandle<anyhow::Result<()>>,
+    config: ServerConfig,
     _data_dir: tempfile::TempDir,
 }
 
@@ -51,6 +54,18 @@ pub struct Options {
     pub registrar_token: String,
     /// When set, the registrar talks to this org URL instead of the emulator.
     pub org_url_override: Option<String>,
+    /// The lifetime of client assertions.
+    pub assertion_lifetime: Duration,
+    /// The timing of key rotations: short, so that tests see whole
+    /// rotations. The grace period is shorter than the assertion lifetime,
+    /// which is safe here only because every test sends its assertions
+    /// within milliseconds of signing them.
+    pub rotation: RotationSettings,
+    /// The store's directory; a new temporary one when `None`. A restart
+    /// test passes the directory of the registrar it replaces.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// The master key; a new random one when `None`.
+    pub master_key: Option<MasterKey>,
 }
 
 impl Default for Options {
@@ -59,6 +74,13 @@ impl Default for Options {
             emulator: okta_emulator::Config::new(API_TOKEN),
             registrar_token: API_TOKEN.to_string(),
             org_url_override: None,
+            assertion_lifetime: DEFAULT_ASSERTION_LIFETIME,
+            rotation: RotationSettings {
+                propagation_delay: Duration::from_millis(300),
+                grace_period: Duration::from_millis(2500),
+            },
+            data_dir: None,
+            master_key: None,
         }
     }
 }
@@ -87,33 +109,61 @@ impl TestEnv {
 
         let data_dir = tempfile::tempdir().expect("temporary directory");
         let registrar_org = options.org_url_override.unwrap_or_else(|| org_url.clone());
+        let store_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.path().to_path_buf());
+        let master_key = options.master_key.clone().unwrap_or_else(MasterKey::random);
         let config = ServerConfig {
             okta_org: OrgUrl::parse(&registrar_org).expect("valid org URL"),
             okta_api_token: Secret::new(options.registrar_token),
-            database_url: format!("sqlite://{}/registrar.db", data_dir.path().display()),
+            database_url: format!("sqlite://{}/registrar.db", store_dir.display()),
             okta_timeout: Duration::from_secs(5),
-            master_key: MasterKey::random(),
-            assertion_lifetime: DEFAULT_ASSERTION_LIFETIME,
+            master_key: master_key.clone(),
+            assertion_lifetime: options.assertion_lifetime,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            rotation: options.rotation,
         };
-        let listener = bind().await;
-        let address = listener.local_addr().expect("bound address");
-        let server = tokio::spawn(registrar_server::run(listener, config, stopped(stop_rx)));
-
-        // The listener is bound, so connecting succeeds at once; the first
-        // request waits until the server accepts.
-        let client = RegistrarClient::connect(format!("http://{address}"))
-            .await
-            .expect("registrar accepts connections");
+        let (registrar_stop, server, address, client) = start_registrar(config.clone()).await;
+        drop(stop_rx);
         Self {
             emulator,
             org_url,
             address,
             client,
             stop,
+            registrar_stop,
             server,
+            config,
             _data_dir: data_dir,
         }
+    }
+
+    /// Kills the registrar without a graceful shutdown, as a crash would,
+    /// and starts a new one on the same store, master key and emulator.
+    pub async fn crash_and_restart(&mut self) {
+        self.server.abort();
+        let _ = (&mut self.server).await;
+        self.replace_registrar().await;
+    }
+
+    /// Stops the registrar gracefully and starts a new one on the same
+    /// store, master key and emulator.
+    pub async fn restart(&mut self) {
+        let _ = self.registrar_stop.send(true);
+        (&mut self.server)
+            .await
+            .expect("registrar task joins")
+            .expect("registrar stops cleanly");
+        self.replace_registrar().await;
+    }
+
+    async fn replace_registrar(&mut self) {
+        let (registrar_stop, server, address, client) = start_registrar(self.config.clone()).await;
+        self.registrar_stop = registrar_stop;
+        self.server = server;
+        self.address = address;
+        self.client = client;
     }
 
     /// Returns a fresh client on a new connection.
@@ -148,12 +198,35 @@ impl TestEnv {
     /// Stops the registrar and the emulator and waits for the registrar to
     /// finish.
     pub async fn stop(self) {
+        let _ = self.registrar_stop.send(true);
         let _ = self.stop.send(true);
         self.server
             .await
             .expect("registrar task joins")
             .expect("registrar stops cleanly");
     }
+}
+
+/// The parts of a running registrar: its stop switch, task, address and a
+/// client.
+type Registrar = (
+    watch::Sender<bool>,
+    JoinHandle<anyhow::Result<()>>,
+    SocketAddr,
+    RegistrarClient<Channel>,
+);
+
+async fn start_registrar(config: ServerConfig) -> Registrar {
+    let (stop, stop_rx) = watch::channel(false);
+    let listener = bind().await;
+    let address = listener.local_addr().expect("bound address");
+    let server = tokio::spawn(registrar_server::run(listener, config, stopped(stop_rx)));
+    // The listener is bound, so connecting succeeds at once; the first
+    // request waits until the server accepts.
+    let client = RegistrarClient::connect(format!("http://{address}"))
+        .await
+        .expect("registrar accepts connections");
+    (stop, server, address, client)
 }
 
 async fn bind() -> TcpListener {

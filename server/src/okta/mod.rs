@@ -234,6 +234,75 @@ impl OktaClient {
         self.send(operation, request).await.map(drop)
     }
 
+    /// Adds a public key to an app (`POST /api/v1/apps/{id}/credentials/jwks`)
+    /// and returns Okta's key object, with its `pks…` id and status.
+    pub async fn add_app_key(
+        &self,
+        app_id: &str,
+        key: &serde_json::Value,
+    ) -> Result<serde_json::Value, OktaError> {
+        let operation = "add app key";
+        let path = ["api", "v1", "apps", app_id, "credentials", "jwks"];
+        let request = self.request(Method::POST, &path).json(key);
+        let response = self.send(operation, request).await?;
+        decode(operation, response).await
+    }
+
+    /// Lists an app's keys. Okta's docs disagree on the response shape (a
+    /// bare array, `{"keys": […]}` or `{"jwks": {"keys": […]}}`), so all
+    /// three are accepted.
+    pub async fn list_app_keys(&self, app_id: &str) -> Result<Vec<serde_json::Value>, OktaError> {
+        let operation = "list app keys";
+        let path = ["api", "v1", "apps", app_id, "credentials", "jwks"];
+        let request = self.request(Method::GET, &path);
+        let response = self.send(operation, request).await?;
+        let body: serde_json::Value = decode(operation, response).await?;
+        let keys = match body {
+            serde_json::Value::Array(keys) => Some(keys),
+            serde_json::Value::Object(mut object) => match object.remove("keys") {
+                Some(serde_json::Value::Array(keys)) => Some(keys),
+                _ => object
+                    .remove("jwks")
+                    .and_then(|mut jwks| jwks.get_mut("keys").map(serde_json::Value::take))
+                    .and_then(|keys| match keys {
+                        serde_json::Value::Array(keys) => Some(keys),
+                        _ => None,
+                    }),
+            },
+            _ => None,
+        };
+        keys.ok_or_else(|| OktaError::Decode {
+            operation,
+            detail: "the key list is neither an array nor an object with keys".into(),
+        })
+    }
+
+    /// Deactivates one of an app's keys by Okta's key id.
+    pub async fn deactivate_app_key(&self, app_id: &str, key_id: &str) -> Result<(), OktaError> {
+        let operation = "deactivate app key";
+        let path = [
+            "api",
+            "v1",
+            "apps",
+            app_id,
+            "credentials",
+            "jwks",
+            key_id,
+            "lifecycle",
+            "deactivate",
+        ];
+        let request = self.request(Method::POST, &path);
+        self.send(operation, request).await.map(drop)
+    }
+
+    /// Deletes one of an app's inactive keys by Okta's key id.
+    pub async fn delete_app_key(&self, app_id: &str, key_id: &str) -> Result<(), OktaError> {
+        let operation = "delete app key";
+        let path = ["api", "v1", "apps", app_id, "credentials", "jwks", key_id];
+        let request = self.request(Method::DELETE, &path);
+        self.send(operation, request).await.map(drop)
+    }
+
     /// Fetches one app as raw JSON, for a full replacement with
     /// [`OktaClient::replace_app`].
     pub async fn get_app_json(&self, app_id: &str) -> Result<serde_json::Value, OktaError> {

@@ -2,19 +2,23 @@
 //! client and the store.
 
 mod credentials;
+mod keys;
+mod register;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use registrar_api::prost_types;
 use registrar_api::v1::registrar_server::Registrar;
 use registrar_api::v1::{
-    AppStatus, CreateServiceAppRequest, CreateServiceAppResponse, DeleteServiceAppRequest,
-    DeleteServiceAppResponse, GetAccessTokenRequest, GetAccessTokenResponse, GetServiceAppRequest,
-    GetServiceAppResponse, Grant, GrantScopesRequest, GrantScopesResponse, KeyAlgorithm, KeyStatus,
-    ListGrantsRequest, ListGrantsResponse, ListServiceAppsRequest, ListServiceAppsResponse,
-    RevokeScopesRequest, RevokeScopesResponse, ScopeOutcome, ScopeResult, ServiceApp,
-    SignClientAssertionRequest, SignClientAssertionResponse, SignDpopProofRequest,
-    SignDpopProofResponse, create_service_app_request::KeySource,
+    AddKeyRequest, AddKeyResponse, AppStatus, CreateServiceAppRequest, CreateServiceAppResponse,
+    DeleteServiceAppRequest, DeleteServiceAppResponse, GetAccessTokenRequest,
+    GetAccessTokenResponse, GetServiceAppRequest, GetServiceAppResponse, Grant, GrantScopesRequest,
+    GrantScopesResponse, KeyAlgorithm, KeyStatus, ListGrantsRequest, ListGrantsResponse,
+    ListServiceAppsRequest, ListServiceAppsResponse, RegisterServiceRequest,
+    RegisterServiceResponse, RetireKeyRequest, RetireKeyResponse, RevokeScopesRequest,
+    RevokeScopesResponse, RotateKeyRequest, RotateKeyResponse, ScopeOutcome, ScopeResult,
+    ServiceApp, SignClientAssertionRequest, SignClientAssertionResponse, SignDpopProofRequest,
+    SignDpopProofResponse, WatchRotationsRequest, create_service_app_request::KeySource,
 };
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
@@ -26,6 +30,7 @@ use crate::keyring::Keyring;
 use crate::locks::KeyedLocks;
 use crate::okta::model::{App, NewClient, RegisteredClient};
 use crate::okta::{OktaClient, OktaError};
+use crate::rotation::Rotator;
 use crate::store::{AppRecord, KeyPurpose, KeyRecord, Store};
 use crate::tokens::Tokens;
 use crate::validate::{self, InvalidArgument};
@@ -40,19 +45,31 @@ pub struct RegistrarService {
     store: Store,
     keyring: Keyring,
     tokens: Tokens,
+    rotator: Rotator,
     names: KeyedLocks,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl RegistrarService {
-    /// Builds the service over an Okta client, the store, the keyring and
-    /// the token cache.
-    pub fn new(okta: OktaClient, store: Store, keyring: Keyring, tokens: Tokens) -> Self {
+    /// Builds the service over an Okta client, the store, the keyring, the
+    /// token cache and the rotator. Watch streams end when `shutdown`
+    /// turns true.
+    pub fn new(
+        okta: OktaClient,
+        store: Store,
+        keyring: Keyring,
+        tokens: Tokens,
+        rotator: Rotator,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Self {
             okta,
             store,
             keyring,
             tokens,
+            rotator,
             names: KeyedLocks::default(),
+            shutdown,
         }
     }
 
@@ -116,10 +133,21 @@ impl RegistrarService {
             .into());
         }
 
-        // Names are unique among service apps, so a retried create finds the
-        // app that the first attempt made instead of making a second one.
         // The name's lock keeps concurrent creates of one name apart.
         let _name_guard = self.names.lock(&request.client_name).await;
+        self.create_locked(request, generate).await
+    }
+
+    /// Creates the app; the caller holds the lock of its name and has
+    /// validated the request. `generate` is the key algorithm when the
+    /// registrar generates the key.
+    async fn create_locked(
+        &self,
+        request: CreateServiceAppRequest,
+        generate: Option<KeyAlgorithm>,
+    ) -> Result<ServiceApp, ServiceError> {
+        // Names are unique among service apps, so a retried create finds the
+        // app that the first attempt made instead of making a second one.
         let existing = self.okta.list_apps_all(&request.client_name).await?;
         if let Some(app) = existing
             .iter()
@@ -575,6 +603,60 @@ impl Registrar for RegistrarService {
         request: Request<GetAccessTokenRequest>,
     ) -> Result<Response<GetAccessTokenResponse>, Status> {
         let response = self.access_token(request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
+    async fn rotate_key(
+        &self,
+        request: Request<RotateKeyRequest>,
+    ) -> Result<Response<RotateKeyResponse>, Status> {
+        let response = self.rotate(request.into_inner()).await.map_err(log_error)?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
+    async fn add_key(
+        &self,
+        request: Request<AddKeyRequest>,
+    ) -> Result<Response<AddKeyResponse>, Status> {
+        let response = RegistrarService::add_key(self, request.into_inner())
+            .await
+            .map_err(log_error)?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
+    async fn retire_key(
+        &self,
+        request: Request<RetireKeyRequest>,
+    ) -> Result<Response<RetireKeyResponse>, Status> {
+        let response = RegistrarService::retire_key(self, request.into_inner())
+            .await
+            .map_err(log_error)?;
+        Ok(Response::new(response))
+    }
+
+    type WatchRotationsStream = keys::WatchStream;
+
+    #[instrument(skip_all)]
+    async fn watch_rotations(
+        &self,
+        request: Request<WatchRotationsRequest>,
+    ) -> Result<Response<Self::WatchRotationsStream>, Status> {
+        let stream = self.watch(request.into_inner()).await.map_err(log_error)?;
+        Ok(Response::new(stream))
+    }
+
+    #[instrument(skip_all, fields(service_name = ?request.get_ref().service_name))]
+    async fn register_service(
+        &self,
+        request: Request<RegisterServiceRequest>,
+    ) -> Result<Response<RegisterServiceResponse>, Status> {
+        let response = self
+            .register(request.into_inner())
+            .await
+            .map_err(log_error)?;
         Ok(Response::new(response))
     }
 

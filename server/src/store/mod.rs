@@ -11,6 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, migrate::Migrator};
 
+mod rotation;
+
+pub use rotation::{HeldKey, Phase, Rotation};
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// A failure of the store.
@@ -65,7 +69,7 @@ pub enum KeyPurpose {
 }
 
 impl KeyPurpose {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Assertion => "assertion",
             Self::Dpop => "dpop",
@@ -267,6 +271,39 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Returns the newest undeleted app the registrar created with this name.
+    pub async fn app_by_name(&self, client_name: &str) -> Result<Option<AppRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT client_id FROM service_apps WHERE client_name = ? AND deleted_at IS NULL \
+             ORDER BY created_at DESC, client_id LIMIT 1",
+        )
+        .bind(client_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => self.app(&row.get::<String, _>("client_id")).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Returns the scope ids and grant ids of the app's recorded, unrevoked
+    /// grants.
+    pub async fn active_grants(
+        &self,
+        client_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT scope_id, grant_id FROM scope_grants WHERE client_id = ? AND revoked_at IS NULL ORDER BY scope_id",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get("scope_id"), row.get("grant_id")))
+            .collect())
     }
 
     /// Marks an app as deleted. Unknown apps are ignored, because the

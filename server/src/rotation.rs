@@ -1,0 +1,291 @@
+//! Key rotation for apps whose key the registrar holds, in two phases that
+//! never leave a gap: the new key is added to Okta beside the old one,
+//! signing switches to it after a propagation delay, and the old key is
+//! deactivated and deleted after a grace period. Each step is recorded
+//! before the next begins, so a restarted registrar resumes where it
+//! stopped.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use registrar_api::v1::KeyAlgorithm;
+use tokio::sync::{Notify, watch};
+
+use crate::error::ServiceError;
+use crate::keyring::Keyring;
+use crate::keys::SigningAlgorithm;
+use crate::okta::{OktaClient, OktaError};
+use crate::store::{KeyPurpose, Phase, Rotation, Store};
+
+/// The timing of rotations.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationSettings {
+    /// How long a new key is registered in Okta before the registrar signs
+    /// with it, so that Okta serves it everywhere first.
+    pub propagation_delay: Duration,
+    /// How long the old key stays active after signing switched. It must
+    /// exceed the assertion lifetime plus clock skew, so that assertions
+    /// signed with the old key stay valid until they expire.
+    pub grace_period: Duration,
+}
+
+/// Runs rotations and announces every change of an app's key state.
+#[derive(Debug, Clone)]
+pub struct Rotator {
+    okta: OktaClient,
+    store: Store,
+    keyring: Keyring,
+    settings: RotationSettings,
+    wake: Arc<Notify>,
+    changes: Arc<watch::Sender<u64>>,
+}
+
+impl Rotator {
+    /// Builds a rotator.
+    pub fn new(
+        okta: OktaClient,
+        store: Store,
+        keyring: Keyring,
+        settings: RotationSettings,
+    ) -> Self {
+        let (changes, _) = watch::channel(0);
+        Self {
+            okta,
+            store,
+            keyring,
+            settings,
+            wake: Arc::new(Notify::new()),
+            changes: Arc::new(changes),
+        }
+    }
+
+    /// Returns a receiver that sees a new value after every change of any
+    /// app's key state.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Announces that some app's key state changed.
+    pub fn announce(&self) {
+        self.changes.send_modify(|count| *count += 1);
+    }
+
+    /// Starts a rotation: generates and stores the new key, then registers
+    /// it in Okta beside the old one. The caller holds the app's lock.
+    pub async fn start(&self, client_id: &str) -> Result<(), ServiceError> {
+        if let Some(running) = self.store.rotation(client_id).await? {
+            return Err(ServiceError::RotationRunning {
+                client_id: client_id.to_string(),
+                phase: format!("{:?}", running.phase),
+            });
+        }
+        let current = self
+            .keyring
+            .active(client_id, KeyPurpose::Assertion)
+            .await?
+            .ok_or_else(|| ServiceError::NoPrivateKey(client_id.to_string()))?;
+        let old_key_id = self
+            .store
+            .held_keys(client_id, KeyPurpose::Assertion)
+            .await?
+            .into_iter()
+            .find(|key| key.status == "active")
+            .map(|key| key.key_id)
+            .ok_or_else(|| ServiceError::NoPrivateKey(client_id.to_string()))?;
+
+        let algorithm = same_algorithm(current.algorithm(), &current.public_jwk().n);
+        let pending = self
+            .keyring
+            .generate_pending(algorithm, KeyPurpose::Assertion)
+            .await?;
+        let rotation = Rotation {
+            client_id: client_id.to_string(),
+            old_key_id,
+            new_key_id: pending.key_id.clone(),
+            phase: Phase::Generated,
+            next_step_at: unix_millis(),
+        };
+        self.store.start_rotation(&rotation).await?;
+        tracing::info!(%client_id, new_kid = %pending.key.kid(), "key rotation started");
+        self.announce();
+        self.add_new_key(&rotation).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Runs due rotation steps until `shutdown` completes, resuming the
+    /// rotations recorded before a restart.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let next_due = match self.run_due_steps().await {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::warn!(%error, "rotation step failed; retrying in 5 s");
+                    Some(unix_millis() + 5_000)
+                }
+            };
+            let sleep = match next_due {
+                Some(at) => Duration::from_millis(u64::try_from(at - unix_millis()).unwrap_or(0)),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake.notified() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// Runs every due step and returns when the next one is due. A failing
+    /// app does not hold up the others.
+    async fn run_due_steps(&self) -> Result<Option<i64>, ServiceError> {
+        let mut next_due: Option<i64> = None;
+        for rotation in self.store.rotations().await? {
+            let mut due_at = rotation.next_step_at;
+            if due_at <= unix_millis() {
+                match self.step(&rotation).await {
+                    Ok(()) => {
+                        due_at = match self.store.rotation(&rotation.client_id).await? {
+                            Some(updated) => updated.next_step_at,
+                            None => continue,
+                        };
+                    }
+                    Err(error) => {
+                        tracing::warn!(client_id = %rotation.client_id, %error, "rotation step failed; retrying in 5 s");
+                        due_at = unix_millis() + 5_000;
+                    }
+                }
+            }
+            next_due = Some(next_due.map_or(due_at, |next| next.min(due_at)));
+        }
+        Ok(next_due)
+    }
+
+    async fn step(&self, rotation: &Rotation) -> Result<(), ServiceError> {
+        match rotation.phase {
+            Phase::Generated => self.add_new_key(rotation).await,
+            Phase::Added => {
+                let retire_at = unix_millis() + millis(self.settings.grace_period);
+                self.store.rotation_switched(rotation, retire_at).await?;
+                self.keyring.forget(&rotation.client_id);
+                tracing::info!(client_id = %rotation.client_id, "signing switched to the new key");
+                self.announce();
+                Ok(())
+            }
+            Phase::Switched => self.remove_old_key(rotation).await,
+        }
+    }
+
+    /// Registers the new key in Okta. A key whose kid Okta already holds
+    /// (added before a crash) counts as added.
+    async fn add_new_key(&self, rotation: &Rotation) -> Result<(), ServiceError> {
+        let client_id = rotation.client_id.as_str();
+        let new_key = self
+            .store
+            .held_keys(client_id, KeyPurpose::Assertion)
+            .await?
+            .into_iter()
+            .find(|key| key.key_id == rotation.new_key_id)
+            .ok_or_else(|| ServiceError::NoPrivateKey(client_id.to_string()))?;
+        let okta_key_id = match self.okta_key_id(client_id, &new_key.kid).await? {
+            Some(id) => id,
+            None => {
+                let mut body: serde_json::Value = serde_json::from_str(&new_key.public_jwk)
+                    .map_err(|err| crate::keys::KeyError::Malformed(err.to_string()))?;
+                body["status"] = serde_json::Value::String("ACTIVE".into());
+                let added = self
+                    .okta
+                    .add_app_key(client_id, &body)
+                    .await
+                    .map_err(|err| ServiceError::for_app(err, client_id))?;
+                added
+                    .get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            }
+        };
+        let switch_at = unix_millis() + millis(self.settings.propagation_delay);
+        self.store
+            .rotation_added(rotation, &okta_key_id, switch_at)
+            .await?;
+        tracing::info!(%client_id, new_kid = %new_key.kid, "new key registered in Okta beside the old one");
+        self.announce();
+        Ok(())
+    }
+
+    /// Deactivates and deletes the old key in Okta, then ends the rotation.
+    /// A key that is already gone counts as removed.
+    async fn remove_old_key(&self, rotation: &Rotation) -> Result<(), ServiceError> {
+        let client_id = rotation.client_id.as_str();
+        let old_key = self
+            .store
+            .held_keys(client_id, KeyPurpose::Assertion)
+            .await?
+            .into_iter()
+            .find(|key| key.key_id == rotation.old_key_id);
+        if let Some(old_key) = old_key
+            && let Some(okta_key_id) = self.okta_key_id(client_id, &old_key.kid).await?
+        {
+            ignore_not_found(self.okta.deactivate_app_key(client_id, &okta_key_id).await)?;
+            ignore_not_found(self.okta.delete_app_key(client_id, &okta_key_id).await)?;
+            tracing::info!(%client_id, old_kid = %old_key.kid, "old key removed from Okta");
+        }
+        self.store.rotation_finished(rotation).await?;
+        tracing::info!(%client_id, "key rotation finished");
+        self.announce();
+        Ok(())
+    }
+
+    /// Looks up Okta's id of the app's key with this kid.
+    async fn okta_key_id(
+        &self,
+        client_id: &str,
+        kid: &str,
+    ) -> Result<Option<String>, ServiceError> {
+        let keys = self
+            .okta
+            .list_app_keys(client_id)
+            .await
+            .map_err(|err| ServiceError::for_app(err, client_id))?;
+        Ok(keys
+            .iter()
+            .find(|key| key.get("kid").and_then(serde_json::Value::as_str) == Some(kid))
+            .and_then(|key| key.get("id").and_then(serde_json::Value::as_str))
+            .map(str::to_string))
+    }
+}
+
+fn ignore_not_found(result: Result<(), OktaError>) -> Result<(), ServiceError> {
+    match result {
+        Err(error) if !error.is_not_found() => Err(error.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Picks the key algorithm of a new key like the current one: the same
+/// type, and for RSA the same modulus size.
+fn same_algorithm(algorithm: SigningAlgorithm, modulus: &str) -> KeyAlgorithm {
+    match algorithm {
+        SigningAlgorithm::Es256 => KeyAlgorithm::Es256,
+        SigningAlgorithm::Rs256 => match URL_SAFE_NO_PAD.decode(modulus).map(|bytes| bytes.len()) {
+            Ok(384) => KeyAlgorithm::Rs2563072,
+            Ok(512) => KeyAlgorithm::Rs2564096,
+            _ => KeyAlgorithm::Rs2562048,
+        },
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Returns the time in Unix milliseconds.
+pub fn unix_millis() -> i64 {
+    let elapsed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the system clock is after 1970");
+    i64::try_from(elapsed.as_millis()).expect("milliseconds since 1970 fit in i64")
+}

@@ -1,0 +1,323 @@
+//! The key RPCs: rotation, caller-managed keys, and the rotation watch.
+
+use std::pin::Pin;
+
+use registrar_api::prost_types::Timestamp;
+use registrar_api::v1::{
+    AddKeyRequest, AddKeyResponse, AppKeyState, KeyStatus, RetireKeyRequest, RetireKeyResponse,
+    RotateKeyRequest, RotateKeyResponse, RotationPhase, WatchRotationsRequest,
+    WatchRotationsResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::RegistrarService;
+use crate::error::ServiceError;
+use crate::jwk;
+use crate::store::{KeyPurpose, Phase};
+use crate::validate::{self, InvalidArgument};
+
+/// The most apps one watch stream may cover.
+const MAX_WATCHED_APPS: usize = 100;
+
+/// The stream type of WatchRotations.
+pub(super) type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<WatchRotationsResponse, Status>> + Send>>;
+
+impl RegistrarService {
+    pub(super) async fn rotate(
+        &self,
+        request: RotateKeyRequest,
+    ) -> Result<RotateKeyResponse, ServiceError> {
+        validate::client_id(&request.client_id)?;
+        self.known_app(&request.client_id).await?;
+        let _app_guard = self.names.lock(&format!("app:{}", request.client_id)).await;
+        self.rotator.start(&request.client_id).await?;
+        let state = self.key_state(&request.client_id).await?;
+        Ok(RotateKeyResponse { state: Some(state) })
+    }
+
+    pub(super) async fn add_key(
+        &self,
+        request: AddKeyRequest,
+    ) -> Result<AddKeyResponse, ServiceError> {
+        validate::client_id(&request.client_id)?;
+        let key = request
+            .key
+            .ok_or_else(|| InvalidArgument::new("key", "is missing; pass the public JWK to add"))?;
+        jwk::validate_jwk("key", &key)?;
+        if key.kid.is_empty() {
+            return Err(InvalidArgument::new(
+                "key.kid",
+                "is missing; a key added beside others needs a unique kid",
+            )
+            .into());
+        }
+        let client_id = request.client_id.as_str();
+        self.known_app_any_keys(client_id).await?;
+        let _app_guard = self.names.lock(&format!("app:{client_id}")).await;
+
+        let thumbprint = jwk::thumbprint(&key).expect("a validated key has a thumbprint");
+        let existing = self
+            .okta
+            .list_app_keys(client_id)
+            .await
+            .map_err(|err| ServiceError::for_app(err, client_id))?;
+        let same_kid = existing.iter().find(|candidate| {
+            candidate.get("kid").and_then(serde_json::Value::as_str) == Some(key.kid.as_str())
+        });
+        let added = match same_kid {
+            Some(found) if jwk::from_okta_json(found).thumbprint == thumbprint => found.clone(),
+            Some(_) => {
+                return Err(ServiceError::KeyNotRetirable {
+                    kid: key.kid.clone(),
+                    reason: "is already used by other key material in this app; choose a new kid"
+                        .into(),
+                });
+            }
+            None => {
+                let mut body = jwk::to_okta_json(&key);
+                body["status"] = serde_json::Value::String("ACTIVE".into());
+                self.okta
+                    .add_app_key(client_id, &body)
+                    .await
+                    .map_err(|err| ServiceError::for_app(err, client_id))?
+            }
+        };
+        let public = jwk::from_okta_json(&added);
+        self.store
+            .record_added_key(
+                client_id,
+                &thumbprint,
+                &key.kid,
+                &jwk::to_okta_json(&key).to_string(),
+                &public.okta_key_id,
+            )
+            .await?;
+        tracing::info!(%client_id, kid = %key.kid, "key added");
+        self.rotator.announce();
+        Ok(AddKeyResponse { key: Some(public) })
+    }
+
+    pub(super) async fn retire_key(
+        &self,
+        request: RetireKeyRequest,
+    ) -> Result<RetireKeyResponse, ServiceError> {
+        validate::client_id(&request.client_id)?;
+        if request.kid.is_empty() {
+            return Err(
+                InvalidArgument::new("kid", "is empty; pass the kid of the key to retire").into(),
+            );
+        }
+        let client_id = request.client_id.as_str();
+        self.known_app_any_keys(client_id).await?;
+        let _app_guard = self.names.lock(&format!("app:{client_id}")).await;
+
+        let held = self
+            .store
+            .held_keys(client_id, KeyPurpose::Assertion)
+            .await?;
+        if held.iter().any(|key| key.kid == request.kid) {
+            return Err(ServiceError::KeyNotRetirable {
+                kid: request.kid,
+                reason: "is a key the registrar signs with; rotate it with RotateKey instead"
+                    .into(),
+            });
+        }
+        let keys = self
+            .okta
+            .list_app_keys(client_id)
+            .await
+            .map_err(|err| ServiceError::for_app(err, client_id))?;
+        let found = keys.iter().find(|key| {
+            key.get("kid").and_then(serde_json::Value::as_str) == Some(request.kid.as_str())
+        });
+        if let Some(found) = found {
+            let okta_key_id = found
+                .get("id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            let active = found.get("status").and_then(serde_json::Value::as_str) == Some("ACTIVE");
+            if active {
+                match self.okta.deactivate_app_key(client_id, okta_key_id).await {
+                    Ok(()) => {}
+                    Err(error) if error.is_bad_request() => {
+                        return Err(ServiceError::KeyNotRetirable {
+                            kid: request.kid,
+                            reason: format!(
+                                "Okta refused to deactivate it ({error}); add and activate another key first"
+                            ),
+                        });
+                    }
+                    Err(error) if error.is_not_found() => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            match self.okta.delete_app_key(client_id, okta_key_id).await {
+                Err(error) if !error.is_not_found() => return Err(error.into()),
+                _ => {}
+            }
+            tracing::info!(%client_id, kid = %request.kid, "key retired");
+        }
+        self.store
+            .record_removed_key(client_id, &request.kid)
+            .await?;
+        self.rotator.announce();
+        Ok(RetireKeyResponse {})
+    }
+
+    pub(super) async fn watch(
+        &self,
+        request: WatchRotationsRequest,
+    ) -> Result<WatchStream, ServiceError> {
+        let client_ids = watched_ids(&request.client_ids)?;
+        // Unknown apps fail the call before any message.
+        let first = self.watch_message(&client_ids).await?;
+
+        let (sender, receiver) = mpsc::channel(1);
+        let service = self.clone();
+        let mut changes = self.rotator.subscribe();
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut last_revision = None;
+            let mut pending_first = Some(first);
+            loop {
+                // Wait for room first, so that the message built next is the
+                // newest state when it is sent: a slow reader skips states.
+                let permit = tokio::select! {
+                    permit = sender.reserve() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                };
+                changes.borrow_and_update();
+                let message = match pending_first.take() {
+                    Some(first) => Ok(first),
+                    None => service
+                        .watch_message(&client_ids)
+                        .await
+                        .map_err(Status::from),
+                };
+                match message {
+                    Ok(message) if Some(message.revision) != last_revision => {
+                        last_revision = Some(message.revision);
+                        permit.send(Ok(message));
+                    }
+                    Ok(_) => drop(permit),
+                    Err(status) => {
+                        permit.send(Err(status));
+                        return;
+                    }
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return },
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    () = sender.closed() => return,
+                }
+            }
+        });
+        Ok(Box::pin(ReceiverStream::new(receiver)))
+    }
+
+    async fn watch_message(
+        &self,
+        client_ids: &[String],
+    ) -> Result<WatchRotationsResponse, ServiceError> {
+        let mut apps = Vec::with_capacity(client_ids.len());
+        for client_id in client_ids {
+            apps.push(self.key_state(client_id).await?);
+        }
+        Ok(WatchRotationsResponse {
+            revision: apps.iter().map(|app| app.revision).sum(),
+            apps,
+        })
+    }
+
+    /// Builds an app's key state from the store.
+    pub(super) async fn key_state(&self, client_id: &str) -> Result<AppKeyState, ServiceError> {
+        let revision = self
+            .store
+            .revision(client_id)
+            .await?
+            .ok_or_else(|| ServiceError::AppNotFound(client_id.to_string()))?;
+        let keys = self
+            .store
+            .recorded_keys(client_id)
+            .await?
+            .into_iter()
+            .filter_map(|(_, json)| serde_json::from_str::<serde_json::Value>(&json).ok())
+            .map(|json| {
+                let mut key = jwk::from_okta_json(&json);
+                key.status = KeyStatus::Active as i32;
+                key
+            })
+            .collect();
+        let held = self
+            .store
+            .held_keys(client_id, KeyPurpose::Assertion)
+            .await?;
+        let signing_kid = held
+            .iter()
+            .find(|key| key.status == "active")
+            .map(|key| key.kid.clone())
+            .unwrap_or_default();
+        let rotation = self.store.rotation(client_id).await?;
+        let phase = match rotation.as_ref().map(|rotation| rotation.phase) {
+            None => RotationPhase::Unspecified,
+            Some(Phase::Generated) => RotationPhase::KeyGenerated,
+            Some(Phase::Added) => RotationPhase::NewKeyAdded,
+            Some(Phase::Switched) => RotationPhase::SigningSwitched,
+        };
+        let next_step_at = rotation.map(|rotation| Timestamp {
+            seconds: rotation.next_step_at.div_euclid(1000),
+            nanos: i32::try_from(rotation.next_step_at.rem_euclid(1000) * 1_000_000)
+                .unwrap_or_default(),
+        });
+        Ok(AppKeyState {
+            client_id: client_id.to_string(),
+            revision,
+            keys,
+            signing_kid,
+            next_step_at,
+            phase: phase as i32,
+        })
+    }
+
+    /// Checks that the registrar manages the app, whoever holds its keys.
+    async fn known_app_any_keys(&self, client_id: &str) -> Result<(), ServiceError> {
+        match self.store.app(client_id).await? {
+            Some(app) if !app.deleted => Ok(()),
+            _ => Err(ServiceError::AppNotFound(client_id.to_string())),
+        }
+    }
+}
+
+fn watched_ids(ids: &[String]) -> Result<Vec<String>, InvalidArgument> {
+    if ids.is_empty() {
+        return Err(InvalidArgument::new(
+            "client_ids",
+            "is empty; list the client ids to watch",
+        ));
+    }
+    if ids.len() > MAX_WATCHED_APPS {
+        return Err(InvalidArgument::new(
+            "client_ids",
+            format!(
+                "has {} entries; watch at most {MAX_WATCHED_APPS} apps per stream",
+                ids.len()
+            ),
+        ));
+    }
+    let mut unique: Vec<String> = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        validate::client_id(id)
+            .map_err(|err| InvalidArgument::new(format!("client_ids[{index}]"), err.message))?;
+        if !unique.contains(id) {
+            unique.push(id.clone());
+        }
+    }
+    Ok(unique)
+}
