@@ -100,7 +100,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the registrar gRPC API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Start an Okta emulator and a registrar on free loopback ports and
     /// register a sample service app through the gRPC API.
     Demo(DemoArgs),
@@ -155,6 +155,10 @@ pub struct ServeArgs {
     /// skew, which is also the default.
     #[arg(long, env = "REGISTRAR_ROTATION_GRACE_SECS")]
     pub rotation_grace_secs: Option<u64>,
+    /// The planned lifetime of a registrar-held key, in days; automatic
+    /// rotation starts near half of it. 0 turns automatic rotation off.
+    #[arg(long, env = "REGISTRAR_KEY_LIFETIME_DAYS", default_value_t = 90)]
+    pub key_lifetime_days: u64,
 }
 
 /// Options of `registrar demo`.
@@ -189,6 +193,12 @@ impl ServeArgs {
             Some(url) => url,
             None => default_database_url(&self.data_dir)?,
         };
+        if self.key_lifetime_days > 3650 {
+            bail!(
+                "--key-lifetime-days: {} is out of range; use 0 (no automatic rotation) to 3650",
+                self.key_lifetime_days
+            );
+        }
         let assertion_lifetime = Duration::from_secs(self.assertion_lifetime_secs);
         let minimum_grace = assertion_lifetime + ROTATION_SKEW_ALLOWANCE;
         let grace_period = match self.rotation_grace_secs {
@@ -211,6 +221,8 @@ impl ServeArgs {
             rotation: RotationSettings {
                 propagation_delay: Duration::from_secs(self.rotation_propagation_secs),
                 grace_period,
+                key_lifetime: (self.key_lifetime_days > 0)
+                    .then(|| Duration::from_secs(self.key_lifetime_days * 86_400)),
             },
         })
     }

@@ -2,13 +2,14 @@
 //! ports and runs the main job through the gRPC API with Okta's sample
 //! service-app request.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use registrar_api::v1::registrar_client::RegistrarClient;
 use registrar_api::v1::{
     CreateServiceAppRequest, GenerateKey, GetAccessTokenRequest, GrantScopesRequest, Jwk, Jwks,
-    ListGrantsRequest, ScopeOutcome, create_service_app_request::KeySource,
+    ListGrantsRequest, RotateKeyRequest, RotationPhase, ScopeOutcome, WatchRotationsRequest,
+    WatchRotationsResponse, create_service_app_request::KeySource,
 };
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -21,6 +22,8 @@ use crate::secret::Secret;
 /// The registration request of Okta's service-app guide: client name and
 /// JWKS as the guide shows them.
 const SAMPLE_REQUEST: &str = include_str!("../../fixtures/okta-dcr-service-app-request.json");
+/// The client assertion lifetime of the demo's registrar.
+const DEMO_ASSERTION_LIFETIME: Duration = Duration::from_secs(5);
 /// The scopes the demo grants.
 const DEMO_SCOPES: [&str; 2] = ["okta.users.read", "okta.apps.read"];
 
@@ -55,12 +58,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         database_url: default_database_url(&data_dir)?,
         okta_timeout: std::time::Duration::from_secs(10),
         master_key: crate::keys::master::MasterKey::random(),
-        assertion_lifetime: crate::config::DEFAULT_ASSERTION_LIFETIME,
+        // Short timings, so that the demo shows a whole key rotation. The
+        // grace period covers the assertion lifetime but no clock skew,
+        // which is safe only because the emulator shares this machine's
+        // clock.
+        assertion_lifetime: DEMO_ASSERTION_LIFETIME,
         shutdown_grace: crate::config::DEFAULT_SHUTDOWN_GRACE,
         rotation: crate::rotation::RotationSettings {
-            propagation_delay: crate::config::DEFAULT_PROPAGATION_DELAY,
-            grace_period: crate::config::DEFAULT_ASSERTION_LIFETIME
-                + crate::config::ROTATION_SKEW_ALLOWANCE,
+            propagation_delay: Duration::from_secs(1),
+            grace_period: DEMO_ASSERTION_LIFETIME + Duration::from_secs(2),
+            key_lifetime: None,
         },
     };
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -197,6 +204,34 @@ async fn run_steps(address: &str) -> anyhow::Result<()> {
         token.scopes.join(" ")
     );
 
+    println!("\n5. WatchRotations and RotateKey for \"demo-generated-service\"");
+    let mut watch = client
+        .watch_rotations(WatchRotationsRequest {
+            client_ids: vec![generated.client_id.clone()],
+        })
+        .await
+        .context("WatchRotations failed")?
+        .into_inner();
+    let first = next_watch_message(&mut watch).await?;
+    print_key_state(&first);
+    client
+        .rotate_key(RotateKeyRequest {
+            client_id: generated.client_id.clone(),
+        })
+        .await
+        .context("RotateKey failed")?;
+    loop {
+        let message = next_watch_message(&mut watch).await?;
+        print_key_state(&message);
+        if message
+            .apps
+            .first()
+            .is_some_and(|app| app.phase == RotationPhase::Unspecified as i32)
+        {
+            break;
+        }
+    }
+
     let id = &app.client_id;
     println!("\nRepeat each step with grpcurl (from the repository root):");
     println!("   grpcurl -plaintext {address} list");
@@ -219,6 +254,41 @@ async fn run_steps(address: &str) -> anyhow::Result<()> {
         generated.client_id
     );
     Ok(())
+}
+
+async fn next_watch_message(
+    stream: &mut tonic::Streaming<WatchRotationsResponse>,
+) -> anyhow::Result<WatchRotationsResponse> {
+    tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .context("no watch message within 60 s")?
+        .context("WatchRotations failed")?
+        .context("the watch stream ended")
+}
+
+/// Prints one watch message as a line: revision, phase, signing kid and the
+/// kids registered in Okta.
+fn print_key_state(message: &WatchRotationsResponse) {
+    for app in &message.apps {
+        let phase = RotationPhase::try_from(app.phase).unwrap_or(RotationPhase::Unspecified);
+        let phase = match phase {
+            RotationPhase::Unspecified => "no rotation",
+            RotationPhase::KeyGenerated => "new key generated",
+            RotationPhase::NewKeyAdded => "new key added to Okta",
+            RotationPhase::SigningSwitched => "signing switched",
+        };
+        let kids: Vec<String> = app.keys.iter().map(|key| short_kid(&key.kid)).collect();
+        println!(
+            "   revision {:>3}: {phase:<22} signing {}  keys in Okta [{}]",
+            message.revision,
+            short_kid(&app.signing_kid),
+            kids.join(", ")
+        );
+    }
+}
+
+fn short_kid(kid: &str) -> String {
+    kid.chars().take(10).collect()
 }
 
 /// Converts Okta's sample registration request into a `CreateServiceApp`

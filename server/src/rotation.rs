@@ -29,6 +29,10 @@ pub struct RotationSettings {
     /// exceed the assertion lifetime plus clock skew, so that assertions
     /// signed with the old key stay valid until they expire.
     pub grace_period: Duration,
+    /// The planned lifetime of a registrar-held key, or `None` for no
+    /// automatic rotation. A rotation starts near half of it, with ±10 %
+    /// jitter so that a fleet of apps does not rotate at once.
+    pub key_lifetime: Option<Duration>,
 }
 
 /// Runs rotations and announces every change of an app's key state.
@@ -115,21 +119,64 @@ impl Rotator {
         Ok(())
     }
 
+    /// Schedules the app's next automatic rotation, when a key lifetime is
+    /// set: at half the lifetime from now, ±10 %.
+    pub async fn schedule(&self, client_id: &str) -> Result<(), ServiceError> {
+        let Some(lifetime) = self.settings.key_lifetime else {
+            return Ok(());
+        };
+        let jitter = 0.9 + 0.2 * rand::random::<f64>();
+        let at = unix_millis() + millis(lifetime.mul_f64(0.5 * jitter));
+        self.store.schedule_rotation(client_id, at).await?;
+        // The rotation task may be asleep until a later deadline.
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Starts the automatic rotations that are due, and returns when the
+    /// next one is due.
+    async fn start_due_rotations(&self) -> Result<Option<i64>, ServiceError> {
+        let (due, next) = self.store.due_rotations(unix_millis()).await?;
+        for client_id in due {
+            tracing::info!(%client_id, "automatic key rotation due");
+            if let Err(error) = self.start(&client_id).await {
+                tracing::warn!(%client_id, %error, "automatic key rotation failed to start; retrying later");
+                // Try again after a pause instead of at once.
+                self.store
+                    .schedule_rotation(&client_id, unix_millis() + 60_000)
+                    .await?;
+            }
+        }
+        Ok(next)
+    }
+
     /// Runs due rotation steps until `shutdown` completes, resuming the
     /// rotations recorded before a restart.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let next_due = match self.run_due_steps().await {
+            let next_scheduled = match self.start_due_rotations().await {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::warn!(%error, "checking scheduled rotations failed; retrying in 5 s");
+                    Some(unix_millis() + 5_000)
+                }
+            };
+            let next_step = match self.run_due_steps().await {
                 Ok(next) => next,
                 Err(error) => {
                     tracing::warn!(%error, "rotation step failed; retrying in 5 s");
                     Some(unix_millis() + 5_000)
                 }
             };
+            let next_due = match (next_scheduled, next_step) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = match next_due {
                 Some(at) => Duration::from_millis(u64::try_from(at - unix_millis()).unwrap_or(0)),
                 None => Duration::from_secs(3600),
-            };
+            }
+            .min(Duration::from_secs(3600));
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake.notified() => {}
@@ -170,6 +217,7 @@ impl Rotator {
                 let retire_at = unix_millis() + millis(self.settings.grace_period);
                 self.store.rotation_switched(rotation, retire_at).await?;
                 self.keyring.forget(&rotation.client_id);
+                self.schedule(&rotation.client_id).await?;
                 tracing::info!(client_id = %rotation.client_id, "signing switched to the new key");
                 self.announce();
                 Ok(())

@@ -292,6 +292,8 @@ async fn demo_prints_client_id_and_two_grants() {
         .unwrap_or_else(|| panic!("no token line in:\n{stdout}"));
     assert!(token_line.contains("Bearer"), "{token_line}");
     assert!(token_line.contains("okta.users.read"), "{token_line}");
+    assert!(stdout.contains("new key added to Okta"), "{stdout}");
+    assert!(stdout.contains("signing switched"), "{stdout}");
 }
 
 #[tokio::test]

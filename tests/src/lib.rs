@@ -78,6 +78,7 @@ impl Default for Options {
             rotation: RotationSettings {
                 propagation_delay: Duration::from_millis(300),
                 grace_period: Duration::from_millis(2500),
+                key_lifetime: None,
             },
             data_dir: None,
             master_key: None,

@@ -252,6 +252,7 @@ async fn crash_mid_rotation_resumes_after_restart() {
         rotation: registrar_server::rotation::RotationSettings {
             propagation_delay: Duration::from_millis(200),
             grace_period: Duration::from_secs(3),
+            key_lifetime: None,
         },
         ..Options::default()
     })
@@ -393,6 +394,56 @@ async fn caller_managed_keys_add_and_retire() {
         status.message().contains("RotateKey"),
         "{}",
         status.message()
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn automatic_rotation_starts_near_half_the_key_lifetime() {
+    let env = TestEnv::start_with(Options {
+        rotation: registrar_server::rotation::RotationSettings {
+            propagation_delay: Duration::from_millis(100),
+            grace_period: Duration::from_millis(300),
+            key_lifetime: Some(Duration::from_secs(4)),
+        },
+        ..Options::default()
+    })
+    .await;
+    let client_id = register(&env, "aging-service").await;
+    let mut stream = watch(&env, &[&client_id]).await;
+    let first = next_message(&mut stream).await;
+    let old_kid = first.apps[0].signing_kid.clone();
+
+    // Half of 4 s, ±10 %: between 1.8 s and 2.2 s after creation.
+    let scheduled = first.apps[0]
+        .next_rotation
+        .expect("a rotation is scheduled");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let ahead = scheduled.seconds as f64 + f64::from(scheduled.nanos) / 1e9 - now;
+    assert!((0.0..=2.3).contains(&ahead), "scheduled {ahead} s ahead");
+
+    let mut revision = first.revision;
+    let done = loop {
+        let message = next_message(&mut stream).await;
+        assert!(message.revision > revision);
+        revision = message.revision;
+        if message.apps[0].signing_kid != old_kid
+            && message.apps[0].phase == RotationPhase::Unspecified as i32
+        {
+            break message;
+        }
+    };
+    assert_eq!(done.apps[0].keys.len(), 1);
+    assert!(
+        done.apps[0].next_rotation.is_some(),
+        "the next rotation is scheduled"
+    );
+    assert_eq!(
+        env.okta_app(&client_id).expect("app").kids,
+        vec![done.apps[0].signing_kid.clone()]
     );
     env.stop().await;
 }

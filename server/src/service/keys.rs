@@ -276,6 +276,11 @@ impl RegistrarService {
             nanos: i32::try_from(rotation.next_step_at.rem_euclid(1000) * 1_000_000)
                 .unwrap_or_default(),
         });
+        let next_rotation = self
+            .store
+            .next_rotation(client_id)
+            .await?
+            .map(timestamp_from_millis);
         Ok(AppKeyState {
             client_id: client_id.to_string(),
             revision,
@@ -283,6 +288,7 @@ impl RegistrarService {
             signing_kid,
             next_step_at,
             phase: phase as i32,
+            next_rotation,
         })
     }
 
@@ -292,6 +298,13 @@ impl RegistrarService {
             Some(app) if !app.deleted => Ok(()),
             _ => Err(ServiceError::AppNotFound(client_id.to_string())),
         }
+    }
+}
+
+fn timestamp_from_millis(millis: i64) -> Timestamp {
+    Timestamp {
+        seconds: millis.div_euclid(1000),
+        nanos: i32::try_from(millis.rem_euclid(1000) * 1_000_000).unwrap_or_default(),
     }
 }
 

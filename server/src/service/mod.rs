@@ -212,6 +212,7 @@ impl RegistrarService {
             self.keyring
                 .activate(pending, &app.client_id, KeyPurpose::Assertion)
                 .await?;
+            self.rotator.schedule(&app.client_id).await?;
         }
         if request.dpop_bound {
             self.enable_dpop(&app.client_id).await?;

@@ -286,6 +286,51 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Schedules the app's next automatic rotation, in Unix milliseconds.
+    pub async fn schedule_rotation(&self, client_id: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE service_apps SET next_rotation_at = ? WHERE client_id = ?")
+            .bind(at)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Returns when the app's next automatic rotation is due.
+    pub async fn next_rotation(&self, client_id: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT next_rotation_at FROM service_apps WHERE client_id = ?")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|row| row.get::<Option<i64>, _>("next_rotation_at")))
+    }
+
+    /// Returns the undeleted apps whose automatic rotation is due at `now`
+    /// and that have no rotation running, and when the next later one is
+    /// due.
+    pub async fn due_rotations(&self, now: i64) -> Result<(Vec<String>, Option<i64>), StoreError> {
+        let due = sqlx::query(
+            "SELECT client_id FROM service_apps WHERE deleted_at IS NULL AND next_rotation_at <= ? \
+             AND client_id NOT IN (SELECT client_id FROM rotations) ORDER BY next_rotation_at",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|row| row.get("client_id"))
+        .collect();
+        let next = sqlx::query(
+            "SELECT MIN(next_rotation_at) AS next FROM service_apps WHERE deleted_at IS NULL AND next_rotation_at > ?",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?
+        .get::<Option<i64>, _>("next");
+        Ok((due, next))
+    }
+}
+
 fn rotation_from_row(row: sqlx::sqlite::SqliteRow) -> Option<Rotation> {
     Some(Rotation {
         client_id: row.get("client_id"),
