@@ -58,6 +58,18 @@ pub async fn run(
         config.okta_timeout,
     )
     .context("building the Okta HTTP client")?;
+    // A wrong master key (for example a new one created because the old
+    // file is missing) would make every stored key unusable: refuse to start.
+    if let Some((key_id, sealed)) = store.any_sealed_key().await.context("reading the store")?
+        && config
+            .master_key
+            .decrypt(&sealed, key_id.as_bytes())
+            .is_err()
+    {
+        anyhow::bail!(
+            "the master key cannot decrypt the private keys in the store; restore the master key that encrypted them (DATA_DIR/master.key, --master-key-file or REGISTRAR_MASTER_KEY) before starting"
+        );
+    }
     let keyring = Keyring::new(config.master_key.clone(), store.clone());
     let settings = TokenSettings::okta(&config.okta_org, config.assertion_lifetime);
     let tokens = Tokens::new(okta.clone(), keyring.clone(), store.clone(), settings);

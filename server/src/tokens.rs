@@ -20,6 +20,10 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// Okta's lifetime of tokens with Okta scopes, used when a response has no
 /// `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest lifetime believed from a token response; a larger
+/// `expires_in` is cut to it, so that a wrong value cannot keep a token
+/// cached for days.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// A cached token that expires sooner than this is never handed out.
 const MIN_REMAINING: Duration = Duration::from_secs(10);
 
@@ -145,18 +149,27 @@ impl Tokens {
         };
         let mut slot = slot.lock().await;
 
+        let valid = |token: &AccessToken| Instant::now() + MIN_REMAINING < token.valid_until;
         if let Some(token) = &slot.token {
             let fresh =
                 arrived < token.refresh_at || (force_refresh && token.obtained_at >= arrived);
             let usable = !force_refresh || token.obtained_at >= arrived;
-            if fresh && usable && Instant::now() + MIN_REMAINING < token.valid_until {
+            if fresh && usable && valid(token) {
                 return Ok((token.clone(), true));
             }
         }
-        // A request that failed while this caller waited answers it too.
+        // A refresh that failed while this caller waited answers it too:
+        // with the still-valid token when there is one, else with the error.
         if let Some((failed_at, status)) = &slot.failure
             && *failed_at >= arrived
         {
+            if let Some(token) = slot
+                .token
+                .as_ref()
+                .filter(|token| !force_refresh && valid(token))
+            {
+                return Ok((token.clone(), true));
+            }
             return Err(status.clone());
         }
 
@@ -168,18 +181,28 @@ impl Tokens {
             }
             Err(error) => {
                 let status = Status::from(error);
+                slot.failure = Some((Instant::now(), status.clone()));
                 // A still-valid token outlives a failed early refresh.
-                if let Some(token) = &slot.token
-                    && !force_refresh
-                    && Instant::now() + MIN_REMAINING < token.valid_until
+                if let Some(token) = slot
+                    .token
+                    .as_ref()
+                    .filter(|token| !force_refresh && valid(token))
                 {
                     tracing::warn!(%client_id, error = %status.message(), "token refresh failed; serving the cached token");
                     return Ok((token.clone(), true));
                 }
-                slot.failure = Some((Instant::now(), status.clone()));
                 Err(status)
             }
         }
+    }
+
+    /// Drops every cached token of an app, so that the next call asks Okta
+    /// again: after the app was deleted or its grants changed.
+    pub fn forget(&self, client_id: &str) {
+        self.slots
+            .lock()
+            .expect("the token cache lock is never poisoned")
+            .retain(|(cached_client, _), _| cached_client != client_id);
     }
 
     /// Signs a client assertion with the app's active key.
@@ -281,7 +304,7 @@ impl Tokens {
                 Ok(response) => {
                     let lifetime = response
                         .expires_in
-                        .map(Duration::from_secs)
+                        .map(|secs| Duration::from_secs(secs.clamp(1, MAX_LIFETIME.as_secs())))
                         .unwrap_or(DEFAULT_LIFETIME);
                     let granted = response
                         .scope

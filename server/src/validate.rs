@@ -199,7 +199,9 @@ fn scope_id(field: &str, id: &str) -> Result<(), InvalidArgument> {
 /// Validates an HTTP method for a DPoP proof's `htm` claim: an upper-case
 /// token such as `GET`.
 pub fn http_method(method: &str) -> Result<&str, InvalidArgument> {
-    if method.is_empty() || method.len() > 16 || !method.chars().all(|ch| ch.is_ascii_uppercase()) {
+    let token_char =
+        |ch: char| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '-' || ch == '_';
+    if method.is_empty() || method.len() > 32 || !method.chars().all(token_char) {
         return Err(InvalidArgument::new(
             "http_method",
             format!(
@@ -226,6 +228,12 @@ pub fn proof_url(input: &str) -> Result<String, InvalidArgument> {
     let mut url = url::Url::parse(input).map_err(|_| invalid())?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(invalid());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(InvalidArgument::new(
+            "http_url",
+            "contains credentials; remove the user name and password, which would otherwise land in the proof",
+        ));
     }
     url.set_query(None);
     url.set_fragment(None);
@@ -309,6 +317,13 @@ mod tests {
         );
         assert!(proof_url("/relative").is_err());
         assert!(http_method("GET").is_ok());
+        assert!(http_method("M-SEARCH").is_ok());
+        assert_eq!(
+            proof_url("https://user:secret@api.example.com/a")
+                .expect_err("credentials")
+                .field,
+            "http_url"
+        );
         assert!(http_method("get").is_err());
         assert!(http_method("").is_err());
     }

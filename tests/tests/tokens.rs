@@ -437,3 +437,43 @@ async fn dpop_bound_app_gets_usable_dpop_token() {
     assert_eq!(status.code(), Code::FailedPrecondition);
     env.stop().await;
 }
+
+#[tokio::test]
+async fn cached_tokens_end_with_deletion_and_grant_changes() {
+    let env = TestEnv::start().await;
+    let mut client = env.client.clone();
+    let app = create_generated(&env, "cache-changes", KeyAlgorithm::Es256, false).await;
+    grant(&env, &app.client_id, &["okta.users.read"]).await;
+    let both = ["okta.users.read", "okta.apps.read"];
+
+    // Only one of the two scopes is granted: the token carries that one.
+    let partial = client
+        .get_access_token(token_request(&app.client_id, &both, false))
+        .await
+        .expect("token")
+        .into_inner();
+    assert_eq!(partial.scopes, vec!["okta.users.read"]);
+
+    // After the second grant, the same request gets a token with both.
+    grant(&env, &app.client_id, &["okta.apps.read"]).await;
+    let full = client
+        .get_access_token(token_request(&app.client_id, &both, false))
+        .await
+        .expect("token")
+        .into_inner();
+    assert!(!full.cached, "a grant change must not serve the old token");
+    assert_eq!(full.scopes.len(), 2, "{:?}", full.scopes);
+
+    // A deleted app gets no token, cached or not.
+    client
+        .delete_service_app(registrar_api::v1::DeleteServiceAppRequest {
+            client_id: app.client_id.clone(),
+        })
+        .await
+        .expect("delete");
+    let status = client
+        .get_access_token(token_request(&app.client_id, &both, false))
+        .await
+        .expect_err("deleted app");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+}

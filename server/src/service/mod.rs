@@ -329,6 +329,7 @@ impl RegistrarService {
             .map_err(|err| ServiceError::for_app(err, client_id))?;
         self.store.mark_app_deleted(client_id).await?;
         self.keyring.forget(client_id);
+        self.tokens.forget(client_id);
         tracing::info!(%client_id, "service app deleted");
         Ok(())
     }
@@ -412,6 +413,7 @@ impl RegistrarService {
                 }
             }
         }
+        self.tokens.forget(client_id);
         Ok(results)
     }
 
@@ -509,6 +511,7 @@ impl RegistrarService {
             }
             results.push(outcome);
         }
+        self.tokens.forget(client_id);
         Ok(results)
     }
 }

@@ -306,6 +306,17 @@ impl Store {
             .collect())
     }
 
+    /// Returns one stored encrypted key that is still in use, if any, to
+    /// check at start that the master key decrypts it.
+    pub async fn any_sealed_key(&self) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_id, sealed FROM private_keys WHERE status != 'retired' ORDER BY created_at LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| (row.get("key_id"), row.get("sealed"))))
+    }
+
     /// Marks an app as deleted. Unknown apps are ignored, because the
     /// registrar may delete apps it did not create.
     pub async fn mark_app_deleted(&self, client_id: &str) -> Result<(), StoreError> {
