@@ -19,6 +19,20 @@
 //! # }
 //! ```
 //!
+//! Registration returns once the app's key state has arrived over the
+//! registrar's `WatchRotations` stream, and the identity then follows key
+//! rotations in the background:
+//!
+//! ```no_run
+//! # async fn example(identity: registrar_sdk::ServiceIdentity) {
+//! let mut changes = identity.changes();
+//! while changes.changed().await.is_ok() {
+//!     let state = changes.borrow_and_update().clone();
+//!     println!("revision {}: phase {:?}", state.revision, state.phase());
+//! }
+//! # }
+//! ```
+//!
 //! A service that holds its own key registers its public key instead:
 //!
 //! ```no_run
@@ -33,7 +47,15 @@
 //! # }
 //! ```
 
+mod identity;
+mod watch;
+
+pub use identity::ServiceIdentity;
 pub use registrar_api::v1;
+pub use watch::{DEFAULT_WATCH_TIMEOUT, MAX_WATCHED_APPS, WatchStats};
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use registrar_api::v1::registrar_client::RegistrarClient;
 use registrar_api::v1::{
@@ -44,6 +66,8 @@ use registrar_api::v1::{
     create_service_app_request::KeySource,
 };
 use tonic::transport::{Channel, Endpoint};
+
+use crate::watch::WatchHub;
 
 /// An error of an SDK call.
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +97,57 @@ pub enum Error {
     /// The registrar answered without a field it always sends.
     #[error("the registrar's response has no {0}")]
     MissingField(&'static str),
+    /// The app's first key state did not arrive over `WatchRotations`
+    /// within the client's watch timeout.
+    #[error(
+        "no key state for client_id {client_id} arrived within {timeout:?}; check that the registrar is reachable, or raise the timeout with Client::with_watch_timeout"
+    )]
+    WatchTimeout {
+        /// The app's client id.
+        client_id: String,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+    /// The registrar ended the app's key state watch with a status that a
+    /// retry cannot fix, such as NOT_FOUND for an app it does not manage.
+    #[error(
+        "watching the key state of client_id {client_id} failed: registrar error {}: {}",
+        .status.code(),
+        .status.message()
+    )]
+    Watch {
+        /// The app's client id.
+        client_id: String,
+        /// The status that ended the watch.
+        #[source]
+        status: tonic::Status,
+    },
+    /// The client already watches [`MAX_WATCHED_APPS`] apps, the registrar's
+    /// limit per `WatchRotations` stream.
+    #[error(
+        "cannot watch client_id {client_id}: this client already watches {limit} apps, the registrar's limit per stream; register further services through another Client"
+    )]
+    TooManyWatchedApps {
+        /// The app's client id.
+        client_id: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// A connected registrar client. Cloning it is cheap and shares the
-/// connection.
+/// connection and the key state watch.
+///
+/// The identities that [`Client::register`] returns through one client and
+/// its clones share one `WatchRotations` stream, which covers all their
+/// apps. Clients from separate [`Client::connect`] or
+/// [`Client::from_channel`] calls have separate streams, so a process that
+/// wants a single stream connects once and clones the client.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: RegistrarClient<Channel>,
+    watch: Arc<WatchHub>,
+    watch_timeout: Duration,
 }
 
 impl Client {
@@ -101,9 +169,38 @@ impl Client {
     /// Wraps an existing channel, for callers that configure TLS or
     /// timeouts themselves.
     pub fn from_channel(channel: Channel) -> Self {
+        let inner = RegistrarClient::new(channel);
         Self {
-            inner: RegistrarClient::new(channel),
+            watch: WatchHub::new(inner.clone()),
+            inner,
+            watch_timeout: DEFAULT_WATCH_TIMEOUT,
         }
+    }
+
+    /// Sets how long [`Client::register`] waits for the app's first key
+    /// state; [`DEFAULT_WATCH_TIMEOUT`] when not set.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), registrar_sdk::Error> {
+    /// use std::time::Duration;
+    ///
+    /// let identity = registrar_sdk::Client::connect("http://127.0.0.1:50051")
+    ///     .await?
+    ///     .with_watch_timeout(Duration::from_secs(5))
+    ///     .register("billing-worker", &["okta.users.read"])
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_watch_timeout(mut self, timeout: Duration) -> Self {
+        self.watch_timeout = timeout;
+        self
+    }
+
+    /// Returns counters of this client's `WatchRotations` stream, for
+    /// diagnostics and tests.
+    pub fn watch_stats(&self) -> WatchStats {
+        self.watch.stats()
     }
 
     /// Returns the generated client, for RPCs this wrapper does not cover.
@@ -115,6 +212,12 @@ impl Client {
     /// name, with a registrar-held RSA-2048 key and the scopes granted, and
     /// returns its identity. Every instance of a service can call it at
     /// start-up; only the first creates the app.
+    ///
+    /// It returns once the app's key state has arrived over the client's
+    /// `WatchRotations` stream, so [`ServiceIdentity::key_state`] is set.
+    /// It fails with [`Error::WatchTimeout`] when that takes longer than the
+    /// watch timeout, and with [`Error::Watch`] when the registrar rejects
+    /// the watch.
     pub async fn register(
         self,
         service_name: &str,
@@ -143,11 +246,13 @@ impl Client {
         };
         let response = self.inner.register_service(request).await?.into_inner();
         let app = response.app.ok_or(Error::MissingField("app"))?;
+        let watch = self.watch.watch(&app.client_id, self.watch_timeout).await?;
         Ok(ServiceIdentity {
             client: self,
             app,
             created: response.created,
             grants: response.grants,
+            watch,
         })
     }
 
@@ -322,58 +427,6 @@ impl Client {
             .await?
             .into_inner()
             .results)
-    }
-}
-
-/// A registered service: its app, and a client that gets its tokens.
-#[derive(Debug, Clone)]
-pub struct ServiceIdentity {
-    client: Client,
-    app: ServiceApp,
-    created: bool,
-    grants: Vec<ScopeResult>,
-}
-
-impl ServiceIdentity {
-    /// Returns the app's client id.
-    pub fn client_id(&self) -> &str {
-        &self.app.client_id
-    }
-
-    /// Returns the app as registration returned it.
-    pub fn app(&self) -> &ServiceApp {
-        &self.app
-    }
-
-    /// Returns whether registration created the app.
-    pub fn created(&self) -> bool {
-        self.created
-    }
-
-    /// Returns the result of each requested scope.
-    pub fn grants(&self) -> &[ScopeResult] {
-        &self.grants
-    }
-
-    /// Returns an access token with these scopes, from the registrar's cache
-    /// when it holds a fresh one.
-    pub async fn access_token(&self, scopes: &[&str]) -> Result<GetAccessTokenResponse, Error> {
-        self.client
-            .clone()
-            .access_token(&self.app.client_id, scopes)
-            .await
-    }
-
-    /// Returns a new access token, for use after a resource server answered
-    /// 401 to the cached one.
-    pub async fn refresh_access_token(
-        &self,
-        scopes: &[&str],
-    ) -> Result<GetAccessTokenResponse, Error> {
-        self.client
-            .clone()
-            .refresh_access_token(&self.app.client_id, scopes)
-            .await
     }
 }
 
