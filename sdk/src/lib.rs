@@ -94,7 +94,7 @@ pub enum Error {
     /// retry can help (see the status rules in the proto).
     #[error("registrar error {}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
-    /// The registrar answered without a field it always sends.
+    /// The registrar's response lacks a field it always sends.
     #[error("the registrar's response has no {0}")]
     MissingField(&'static str),
     /// The app's first key state did not arrive over `WatchRotations`

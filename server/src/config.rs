@@ -302,7 +302,7 @@ fn read_api_token(file: Option<&Path>) -> anyhow::Result<Secret> {
             .with_context(|| format!("--okta-api-token-file: cannot read {}", path.display()))?,
         (None, Some(token)) => token,
         (None, None) => bail!(
-            "no Okta API token: set OKTA_API_TOKEN or pass --okta-api-token-file with a file that holds it"
+            "no Okta API token: set OKTA_API_TOKEN or pass --okta-api-token-file with a file that contains it"
         ),
     };
     let token = token.trim();

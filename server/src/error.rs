@@ -47,7 +47,7 @@ pub enum ServiceError {
         /// The existing app's client id.
         client_id: String,
     },
-    /// The registrar holds no private key for the app.
+    /// The registrar has no private key for the app.
     #[error(
         "the registrar holds no private key for client_id {0:?}: the app was created with caller-supplied keys, so the caller signs its own client assertions"
     )]
@@ -66,7 +66,7 @@ pub enum ServiceError {
         client_id: String,
         /// The OAuth `error` code.
         error: String,
-        /// What went wrong and what to fix.
+        /// The failure and its fix.
         detail: String,
     },
     /// A rotation of the app is already running.
@@ -84,7 +84,7 @@ pub enum ServiceError {
     KeyNotRetirable {
         /// The kid.
         kid: String,
-        /// Why not, and what to do.
+        /// The reason and the fix.
         reason: String,
     },
     /// A stored key could not be used, or a new one not made.

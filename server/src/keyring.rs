@@ -1,5 +1,5 @@
 //! The registrar's private keys: generated here, stored encrypted under the
-//! master key, and decrypted at most once per process into a cache.
+//! master key, and cached in memory after their first decryption.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -72,7 +72,7 @@ impl Keyring {
     }
 
     /// Generates a key pair on a blocking thread and stores it encrypted,
-    /// as pending, before anything else sees its public half.
+    /// as pending, before its public half is sent anywhere.
     pub async fn generate_pending(
         &self,
         algorithm: KeyAlgorithm,
@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(loaded.kid(), pending.key.kid());
         assert_eq!(loaded.private_der(), pending.key.private_der());
 
-        // The database file never holds the private key in plain text.
+        // The database files never contain the private key in plain text.
         drop(restarted);
         drop(keyring);
         let der = pending.key.private_der();

@@ -56,7 +56,7 @@ impl Drop for KeyGuard {
             .locks
             .lock()
             .expect("the lock table is never poisoned");
-        // Only the table holds the mutex now: nobody holds or awaits it.
+        // Only the table refers to the mutex now, so no task holds or awaits it.
         if locks
             .get(&self.key)
             .is_some_and(|mutex| Arc::strong_count(mutex) == 1)

@@ -65,7 +65,7 @@ impl Rotator {
         }
     }
 
-    /// Returns a receiver that sees a new value after every change of any
+    /// Returns a receiver that gets a new value after every change of any
     /// app's key state.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
@@ -226,7 +226,7 @@ impl Rotator {
         }
     }
 
-    /// Registers the new key in Okta. A key whose kid Okta already holds
+    /// Registers the new key in Okta. A key whose kid Okta already has
     /// (added before a crash) counts as added.
     async fn add_new_key(&self, rotation: &Rotation) -> Result<(), ServiceError> {
         let client_id = rotation.client_id.as_str();

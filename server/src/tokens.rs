@@ -20,14 +20,14 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// Okta's lifetime of tokens with Okta scopes, used when a response has no
 /// `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
-/// The longest lifetime believed from a token response; a larger
+/// The maximum lifetime accepted from a token response; a larger
 /// `expires_in` is cut to it, so that a wrong value cannot keep a token
 /// cached for days.
 const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// A cached token that expires sooner than this is never handed out.
 const MIN_REMAINING: Duration = Duration::from_secs(10);
 
-/// Where tokens come from and how assertions are built.
+/// Token endpoint and client assertion settings.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
     /// The token endpoint, `{org}/oauth2/v1/token` for Okta.
@@ -158,8 +158,8 @@ impl Tokens {
                 return Ok((token.clone(), true));
             }
         }
-        // A refresh that failed while this caller waited answers it too:
-        // with the still-valid token when there is one, else with the error.
+        // A refresh that failed while this caller waited also decides this
+        // call: the still-valid token when there is one, else the error.
         if let Some((failed_at, status)) = &slot.failure
             && *failed_at >= arrived
         {
@@ -353,7 +353,7 @@ impl Tokens {
         })
     }
 
-    /// Turns a token endpoint error into one that says what to fix.
+    /// Turns a token endpoint error into one whose message names the fix.
     async fn explain_token_error(
         &self,
         client_id: &str,

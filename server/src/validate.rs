@@ -15,7 +15,7 @@ const MAX_CLIENT_ID_LEN: usize = 100;
 pub struct InvalidArgument {
     /// The field path, such as `jwks.keys[0].n`.
     pub field: String,
-    /// What is wrong and how to fix it.
+    /// The problem and its fix.
     pub message: String,
 }
 

@@ -119,7 +119,9 @@ impl TestEnv {
             okta_org: OrgUrl::parse(&registrar_org).expect("valid org URL"),
             okta_api_token: Secret::new(options.registrar_token),
             database_url: format!("sqlite://{}/registrar.db", store_dir.display()),
-            okta_timeout: Duration::from_secs(5),
+            // The server's default: under load on two cores, a shorter limit
+            // can cut off a create that the emulator has committed.
+            okta_timeout: Duration::from_secs(30),
             master_key: master_key.clone(),
             assertion_lifetime: options.assertion_lifetime,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

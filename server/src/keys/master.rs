@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 /// The length of an AES-GCM nonce, in bytes.
 const NONCE_LEN: usize = 12;
 
-/// Why the master key could not be loaded or used.
+/// A failure to load or use the master key.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
     /// The key file could not be read or created.

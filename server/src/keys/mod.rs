@@ -55,7 +55,7 @@ impl SigningAlgorithm {
     }
 }
 
-/// Why a key could not be generated or loaded.
+/// A failure to generate or load a key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Key generation failed.

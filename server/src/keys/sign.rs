@@ -38,7 +38,7 @@ pub struct SignedAssertion {
     pub expires_at: u64,
 }
 
-/// Why signing failed.
+/// A signing failure.
 #[derive(Debug, thiserror::Error)]
 #[error("signing failed: {0}")]
 pub struct SignError(String);

@@ -110,16 +110,16 @@ impl std::fmt::Display for ErrorBody {
 /// A failed Okta call.
 #[derive(Debug, thiserror::Error)]
 pub enum OktaError {
-    /// Okta could not be reached, or did not answer in time.
+    /// Okta could not be reached, or did not respond in time.
     #[error("Okta could not be reached ({operation}): {source}")]
     Transport {
         /// The operation, such as `create client`.
         operation: &'static str,
-        /// The transport error. Its text holds the URL but never a header.
+        /// The transport error, without the URL and never with a header.
         #[source]
         source: reqwest::Error,
     },
-    /// Okta answered with an error status.
+    /// Okta responded with an error status.
     #[error("Okta rejected {operation} with HTTP {status}: {body}")]
     Api {
         /// The operation, such as `create client`.

@@ -19,7 +19,7 @@ use crate::jwk;
 use crate::store::{KeyPurpose, Phase};
 use crate::validate::{self, InvalidArgument};
 
-/// The most apps one watch stream may cover.
+/// The maximum number of apps one watch stream may cover.
 const MAX_WATCHED_APPS: usize = 100;
 
 /// The stream type of WatchRotations.
@@ -292,7 +292,7 @@ impl RegistrarService {
         })
     }
 
-    /// Checks that the registrar manages the app, whoever holds its keys.
+    /// Checks that the registrar manages the app, whichever side has its private keys.
     async fn known_app_any_keys(&self, client_id: &str) -> Result<(), ServiceError> {
         match self.store.app(client_id).await? {
             Some(app) if !app.deleted => Ok(()),

@@ -56,6 +56,10 @@ impl RegistrarService {
                 }
                 Err(error) => return Err(error),
             },
+            // NOTE: when Okta committed a create but its response was lost
+            // (a timeout), the app exists in Okta but not in the store, and
+            // later calls get ALREADY_EXISTS; no intent is recorded yet to
+            // adopt it.
             None => (self.create_for(&request, algorithm).await?, true),
         };
 

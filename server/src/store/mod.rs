@@ -59,7 +59,7 @@ pub struct AppRecord {
     pub dpop_bound: bool,
 }
 
-/// What a private key signs.
+/// The use of a private key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyPurpose {
     /// Client assertions for the token endpoint.
@@ -77,13 +77,13 @@ impl KeyPurpose {
     }
 }
 
-/// An encrypted private key as the store holds it. `Debug` shows only the
+/// An encrypted private key as stored. `Debug` shows only the
 /// length of the sealed bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedKey {
     /// The registrar's id of the key, also the encryption's associated data.
     pub key_id: String,
-    /// What the key signs.
+    /// The key's use.
     pub purpose: KeyPurpose,
     /// The key id in JWKs.
     pub kid: String,
@@ -135,7 +135,7 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// Returns whether the database answers a trivial query.
+    /// Returns whether the database responds to a trivial query.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
