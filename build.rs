@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Implemented by hand in src/lib.rs, without the key material.
+        .skip_debug([".registrar.v1.PrivateKey"])
         .compile_fds(descriptors)?;
     Ok(())
 }

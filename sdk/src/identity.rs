@@ -1,9 +1,13 @@
 //! [`ServiceIdentity`]: a registered service, its tokens and a live view of
 //! its app's key state.
 
+use std::sync::Arc;
+
 use registrar_api::v1::{AppKeyState, GetAccessTokenResponse, ScopeResult, ServiceApp};
 use tokio::sync::watch;
+use tonic::Code;
 
+use crate::local::LocalTokens;
 use crate::watch::AppWatch;
 use crate::{Client, Error};
 
@@ -21,6 +25,8 @@ pub struct ServiceIdentity {
     pub(crate) created: bool,
     pub(crate) grants: Vec<ScopeResult>,
     pub(crate) watch: AppWatch,
+    /// Tokens fetched with the delivered key, shared by clones.
+    pub(crate) local: Arc<LocalTokens>,
 }
 
 impl ServiceIdentity {
@@ -46,23 +52,68 @@ impl ServiceIdentity {
 
     /// Returns an access token with these scopes, from the registrar's cache
     /// when it holds a fresh one.
+    ///
+    /// With key delivery on (see [`Client::with_key_delivery`]), a registrar
+    /// that cannot be reached (UNAVAILABLE or DEADLINE_EXCEEDED) is no
+    /// longer fatal: the SDK signs a client assertion with the delivered key
+    /// and asks Okta's token endpoint itself, caching the token in this
+    /// identity until three quarters of its lifetime have passed. That path
+    /// does not cover DPoP-bound apps, whose proofs the registrar signs.
     pub async fn access_token(&self, scopes: &[&str]) -> Result<GetAccessTokenResponse, Error> {
-        self.client
-            .clone()
-            .access_token(&self.app.client_id, scopes)
-            .await
+        self.token(scopes, false).await
+    }
+
+    async fn token(&self, scopes: &[&str], refresh: bool) -> Result<GetAccessTokenResponse, Error> {
+        let mut client = self.client.clone();
+        let result = if refresh {
+            client
+                .refresh_access_token(&self.app.client_id, scopes)
+                .await
+        } else {
+            client.access_token(&self.app.client_id, scopes).await
+        };
+        match result {
+            Err(Error::Status(status)) if self.can_work_alone(&status) => {
+                tracing::warn!(
+                    client_id = %self.app.client_id,
+                    code = ?status.code(),
+                    message = status.message(),
+                    "the registrar is unreachable; requesting a token from Okta with the delivered key"
+                );
+                self.local
+                    .access_token(&self.key_state(), scopes, refresh)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// Returns a client assertion (RFC 7523) for the app, signed in this
+    /// process with the delivered private key: `iss` and `sub` the client
+    /// id, `aud` the token endpoint, a five-minute lifetime and a fresh
+    /// `jti`. Send it to the token endpoint within that time.
+    ///
+    /// It fails with [`Error::NoDeliveredKey`] unless key delivery is on
+    /// (see [`Client::with_key_delivery`]).
+    pub fn client_assertion(&self) -> Result<String, Error> {
+        crate::local::client_assertion(&self.key_state())
+    }
+
+    /// Returns whether a failed call may fall back to the delivered key:
+    /// the registrar is unreachable and a key was delivered.
+    fn can_work_alone(&self, status: &tonic::Status) -> bool {
+        matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+            && self.watch.has_signing_key()
     }
 
     /// Returns a new access token, for use after a resource server answered
-    /// 401 to the cached one.
+    /// 401 to the cached one. With key delivery on, it falls back to the
+    /// delivered key like [`ServiceIdentity::access_token`].
     pub async fn refresh_access_token(
         &self,
         scopes: &[&str],
     ) -> Result<GetAccessTokenResponse, Error> {
-        self.client
-            .clone()
-            .refresh_access_token(&self.app.client_id, scopes)
-            .await
+        self.token(scopes, true).await
     }
 
     /// Returns the app's last good key state from the rotation watch.

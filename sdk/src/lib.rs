@@ -48,6 +48,7 @@
 //! ```
 
 mod identity;
+mod local;
 mod watch;
 
 pub use identity::ServiceIdentity;
@@ -121,6 +122,32 @@ pub enum Error {
         /// The status that ended the watch.
         #[source]
         status: tonic::Status,
+    },
+    /// No private key was delivered for the app, so it cannot sign
+    /// locally.
+    #[error(
+        "no private key was delivered for client_id {client_id}; connect with Client::with_key_delivery to a registrar that delivers keys (--deliver-private-keys), for an app whose key the registrar holds"
+    )]
+    NoDeliveredKey {
+        /// The app's client id.
+        client_id: String,
+    },
+    /// Signing with the delivered key failed.
+    #[error("cannot sign a client assertion for client_id {client_id}: {detail}")]
+    LocalSigning {
+        /// The app's client id.
+        client_id: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The registrar was unreachable, and getting a token from the token
+    /// endpoint with the delivered key failed too.
+    #[error("cannot get a token for client_id {client_id} without the registrar: {detail}")]
+    LocalToken {
+        /// The app's client id.
+        client_id: String,
+        /// What failed, with the token endpoint's answer.
+        detail: String,
     },
     /// The client already watches [`MAX_WATCHED_APPS`] apps, the registrar's
     /// limit per `WatchRotations` stream.
@@ -197,6 +224,35 @@ impl Client {
         self
     }
 
+    /// Asks the registrar to deliver each registered app's private signing
+    /// key over the `WatchRotations` stream, so that
+    /// [`ServiceIdentity::access_token`] keeps getting tokens from Okta
+    /// while the registrar is unreachable, and
+    /// [`ServiceIdentity::client_assertion`] signs in this process.
+    ///
+    /// It applies to the stream that this client shares with its clones.
+    /// The registrar must be started with `--deliver-private-keys`;
+    /// otherwise [`Client::register`] fails with [`Error::Watch`] and
+    /// PERMISSION_DENIED. The key stays in this process's memory only.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), registrar_sdk::Error> {
+    /// let identity = registrar_sdk::Client::connect("http://127.0.0.1:50051")
+    ///     .await?
+    ///     .with_key_delivery()
+    ///     .register("billing-worker", &["okta.users.read"])
+    ///     .await?;
+    /// // Served by the registrar, or by Okta directly while the registrar
+    /// // is down.
+    /// let token = identity.access_token(&["okta.users.read"]).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_key_delivery(self) -> Self {
+        self.watch.request_private_keys();
+        self
+    }
+
     /// Returns counters of this client's `WatchRotations` stream, for
     /// diagnostics and tests.
     pub fn watch_stats(&self) -> WatchStats {
@@ -253,6 +309,7 @@ impl Client {
             created: response.created,
             grants: response.grants,
             watch,
+            local: Arc::default(),
         })
     }
 

@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The timing of key rotations.
     pub rotation: RotationSettings,
+    /// Whether WatchRotations delivers each app's private signing key to
+    /// callers that ask for it.
+    pub deliver_private_keys: bool,
 }
 
 /// The default delay between registering a new key in Okta and signing
@@ -159,6 +162,11 @@ pub struct ServeArgs {
     /// rotation starts near half of it. 0 turns automatic rotation off.
     #[arg(long, env = "REGISTRAR_KEY_LIFETIME_DAYS", default_value_t = 90)]
     pub key_lifetime_days: u64,
+    /// Let WatchRotations deliver the private signing key of each watched
+    /// app to callers that ask for it, so that they can sign assertions and
+    /// get tokens from Okta while the registrar is unreachable.
+    #[arg(long, env = "REGISTRAR_DELIVER_PRIVATE_KEYS")]
+    pub deliver_private_keys: bool,
 }
 
 /// Options of `registrar demo`.
@@ -224,6 +232,7 @@ impl ServeArgs {
                 key_lifetime: (self.key_lifetime_days > 0)
                     .then(|| Duration::from_secs(self.key_lifetime_days * 86_400)),
             },
+            deliver_private_keys: self.deliver_private_keys,
         })
     }
 }

@@ -69,6 +69,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             grace_period: DEMO_ASSERTION_LIFETIME + Duration::from_secs(2),
             key_lifetime: None,
         },
+        deliver_private_keys: false,
     };
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -208,6 +209,7 @@ async fn run_steps(address: &str) -> anyhow::Result<()> {
     let mut watch = client
         .watch_rotations(WatchRotationsRequest {
             client_ids: vec![generated.client_id.clone()],
+            include_private_keys: false,
         })
         .await
         .context("WatchRotations failed")?

@@ -87,6 +87,11 @@ pub enum ServiceError {
         /// The reason and the fix.
         reason: String,
     },
+    /// The caller asked for private keys, but key delivery is off.
+    #[error(
+        "include_private_keys: this registrar does not deliver private keys; watch without include_private_keys, or ask its operator to turn key delivery on (--deliver-private-keys)"
+    )]
+    KeyDeliveryOff,
     /// A stored key could not be used, or a new one not made.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),
@@ -127,6 +132,7 @@ impl From<ServiceError> for Status {
             | ServiceError::NotDpopBound(_)
             | ServiceError::RotationRunning { .. }
             | ServiceError::KeyNotRetirable { .. } => Code::FailedPrecondition,
+            ServiceError::KeyDeliveryOff => Code::PermissionDenied,
             ServiceError::TokenRejected { error, .. } => match error.as_str() {
                 "invalid_scope" => Code::InvalidArgument,
                 "use_dpop_nonce" => Code::Unavailable,

@@ -87,7 +87,13 @@ pub async fn run(
         tokens,
         rotator.clone(),
         stop_rx.clone(),
-    );
+    )
+    .with_key_delivery(config.deliver_private_keys);
+    if config.deliver_private_keys {
+        tracing::warn!(
+            "key delivery is on: WatchRotations sends the private signing key of each watched app to every caller that asks for it"
+        );
+    }
     // The rotation task resumes recorded rotations; the guard stops it when
     // this function returns or its task is dropped.
     let rotation_task = AbortOnDrop(tokio::spawn(rotator.run(stop_rx)));

@@ -66,6 +66,8 @@ pub struct Options {
     pub data_dir: Option<std::path::PathBuf>,
     /// The master key; a new random one when `None`.
     pub master_key: Option<MasterKey>,
+    /// Whether WatchRotations delivers private keys to callers that ask.
+    pub deliver_private_keys: bool,
 }
 
 impl Default for Options {
@@ -82,6 +84,7 @@ impl Default for Options {
             },
             data_dir: None,
             master_key: None,
+            deliver_private_keys: false,
         }
     }
 }
@@ -126,6 +129,7 @@ impl TestEnv {
             assertion_lifetime: options.assertion_lifetime,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             rotation: options.rotation,
+            deliver_private_keys: options.deliver_private_keys,
         };
         let (registrar_stop, server, address, client) = start_registrar(config.clone()).await;
         drop(stop_rx);
@@ -159,6 +163,17 @@ impl TestEnv {
             .expect("registrar task joins")
             .expect("registrar stops cleanly");
         self.replace_registrar().await;
+    }
+
+    /// Stops the registrar gracefully and leaves it stopped, with the
+    /// emulator still running: an outage of the registrar alone.
+    pub async fn stop_registrar(&mut self) {
+        let _ = self.registrar_stop.send(true);
+        let stopped = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
+        stopped
+            .await
+            .expect("registrar task joins")
+            .expect("registrar stops cleanly");
     }
 
     async fn replace_registrar(&mut self) {

@@ -41,6 +41,7 @@ async fn watch(env: &TestEnv, client_ids: &[&str]) -> Streaming<WatchRotationsRe
     client
         .watch_rotations(WatchRotationsRequest {
             client_ids: client_ids.iter().map(ToString::to_string).collect(),
+            include_private_keys: false,
         })
         .await
         .expect("watch")
@@ -234,12 +235,13 @@ async fn watch_sends_state_at_once_and_only_own_changes() {
     let status = client
         .watch_rotations(WatchRotationsRequest {
             client_ids: vec!["0oaUnknownApp0000000".into()],
+            include_private_keys: false,
         })
         .await
         .expect_err("unknown app");
     assert_eq!(status.code(), Code::NotFound);
     let status = client
-        .watch_rotations(WatchRotationsRequest { client_ids: vec![] })
+        .watch_rotations(WatchRotationsRequest::default())
         .await
         .expect_err("empty list");
     assert_eq!(status.code(), Code::InvalidArgument);

@@ -77,6 +77,8 @@ struct HubState {
     running: bool,
     /// The client ids of the open stream.
     open_stream: Option<Vec<String>>,
+    /// Whether the stream asks for the apps' private signing keys.
+    private_keys: bool,
 }
 
 /// The watch of one app, shared by all handles of that app.
@@ -111,6 +113,20 @@ impl WatchHub {
             changed: watch::Sender::new(()),
             streams_opened: AtomicU64::new(0),
         })
+    }
+
+    /// Makes the stream ask for the apps' private signing keys from now
+    /// on; an open stream is replaced by one that asks.
+    pub(crate) fn request_private_keys(&self) {
+        {
+            let mut state = self.lock();
+            if state.private_keys {
+                return;
+            }
+            state.private_keys = true;
+            state.list_version += 1;
+        }
+        self.notify();
     }
 
     pub(crate) fn stats(&self) -> WatchStats {
@@ -300,7 +316,16 @@ impl HubState {
                     );
                     continue;
                 }
-                Some(last) if app.revision == last => continue,
+                // A stream that newly asks for private keys brings the
+                // same revision with the key added.
+                Some(last)
+                    if app.revision == last
+                        && slot.sender.as_ref().is_none_or(|sender| {
+                            sender.borrow().signing_key == app.signing_key
+                        }) =>
+                {
+                    continue;
+                }
                 _ => {}
             }
             slot.revision = Some(app.revision);
@@ -355,6 +380,10 @@ pub(crate) struct AppWatch {
 impl AppWatch {
     pub(crate) fn key_state(&self) -> AppKeyState {
         self.receiver.borrow().clone()
+    }
+
+    pub(crate) fn has_signing_key(&self) -> bool {
+        self.receiver.borrow().signing_key.is_some()
     }
 
     pub(crate) fn changes(&self) -> watch::Receiver<AppKeyState> {

@@ -23,12 +23,13 @@ impl WatchHub {
     async fn stream(
         &self,
         client_ids: &[String],
-        list_version: u64,
+        (list_version, include_private_keys): (u64, bool),
         changed: &mut watch::Receiver<()>,
         backoff: &mut Backoff,
     ) -> StreamEnd {
         let request = WatchRotationsRequest {
             client_ids: client_ids.to_vec(),
+            include_private_keys,
         };
         let mut client = self.client.clone();
         let response = tokio::select! {
@@ -88,7 +89,7 @@ pub(super) async fn run(hub: Arc<WatchHub>) {
     let mut changed = hub.changed.subscribe();
     let mut backoff = Backoff::default();
     loop {
-        let (client_ids, list_version) = {
+        let (client_ids, list_version, private_keys) = {
             let mut state = hub.lock();
             if state.apps.is_empty() {
                 // Cleared under the same lock as the check, so that a
@@ -101,10 +102,15 @@ pub(super) async fn run(hub: Arc<WatchHub>) {
                 return;
             }
             let client_ids: Vec<String> = state.apps.keys().cloned().collect();
-            (client_ids, state.list_version)
+            (client_ids, state.list_version, state.private_keys)
         };
         let delay = match hub
-            .stream(&client_ids, list_version, &mut changed, &mut backoff)
+            .stream(
+                &client_ids,
+                (list_version, private_keys),
+                &mut changed,
+                &mut backoff,
+            )
             .await
         {
             StreamEnd::ListChanged => continue,

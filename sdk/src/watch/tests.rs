@@ -132,3 +132,22 @@ async fn watch_times_out_and_stops_task() {
     assert_eq!(stats.streams_open, 0);
     assert!(hub.lock().slots.is_empty());
 }
+
+#[test]
+fn apply_takes_same_revision_with_new_key() {
+    let (mut state, mut receiver) = watched("0oaA", 5);
+    let ids = ["0oaA".to_string()];
+    let mut with_key = app_state("0oaA", 5, "kid-1");
+    with_key.signing_key = Some(registrar_api::v1::PrivateKey {
+        kid: "kid-1".to_string(),
+        alg: "RS256".to_string(),
+        pkcs8_pem: "pem".to_string(),
+    });
+    assert!(!state.apply(&ids, &message(vec![with_key.clone()])));
+    assert!(receiver.has_changed().expect("sender alive"));
+    assert!(receiver.borrow_and_update().signing_key.is_some());
+
+    // The same revision and key again changes nothing.
+    assert!(!state.apply(&ids, &message(vec![with_key])));
+    assert!(!receiver.has_changed().expect("sender alive"));
+}

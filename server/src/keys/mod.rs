@@ -138,6 +138,26 @@ impl KeyPair {
         &self.private_der
     }
 
+    /// Returns the private key in PKCS#8 PEM, for delivery to callers that
+    /// sign their own assertions.
+    pub fn private_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::{LineEnding, SecretDocument};
+
+        let malformed = |err: &dyn std::fmt::Display| KeyError::Malformed(err.to_string());
+        let document = match self.algorithm {
+            SigningAlgorithm::Rs256 => rsa::RsaPrivateKey::from_pkcs1_der(&self.private_der)
+                .map_err(|err| malformed(&err))?
+                .to_pkcs8_der()
+                .map_err(|err| malformed(&err))?,
+            SigningAlgorithm::Es256 => SecretDocument::try_from(self.private_der.as_slice())
+                .map_err(|err| malformed(&err))?,
+        };
+        document
+            .to_pem("PRIVATE KEY", LineEnding::LF)
+            .map_err(|err| malformed(&err))
+    }
+
     pub(crate) fn encoding_key(&self) -> &jsonwebtoken::EncodingKey {
         &self.encoding_key
     }
@@ -225,6 +245,26 @@ mod tests {
         let key = KeyPair::generate(KeyAlgorithm::Es256).expect("generated");
         assert_eq!(key.public_jwk().crv, "P-256");
         jwk::validate_jwk("key", key.public_jwk()).expect("valid public JWK");
+    }
+
+    #[test]
+    fn private_keys_export_as_pkcs8_pem() {
+        use rsa::pkcs8::{DecodePrivateKey, SecretDocument};
+
+        let rsa_key = KeyPair::generate(KeyAlgorithm::Rs2562048).expect("generated");
+        let pem = rsa_key.private_pkcs8_pem().expect("PEM");
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let parsed = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).expect("PKCS#8 parses");
+        assert_eq!(
+            parsed.to_pkcs1_der().expect("DER").as_bytes(),
+            rsa_key.private_der()
+        );
+
+        let ec_key = KeyPair::generate(KeyAlgorithm::Es256).expect("generated");
+        let pem = ec_key.private_pkcs8_pem().expect("PEM");
+        let (label, document) = SecretDocument::from_pem(&pem).expect("PEM parses");
+        assert_eq!(label, "PRIVATE KEY");
+        assert_eq!(document.as_bytes(), ec_key.private_der());
     }
 
     #[test]

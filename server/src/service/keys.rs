@@ -4,8 +4,8 @@ use std::pin::Pin;
 
 use registrar_api::prost_types::Timestamp;
 use registrar_api::v1::{
-    AddKeyRequest, AddKeyResponse, AppKeyState, KeyStatus, RetireKeyRequest, RetireKeyResponse,
-    RotateKeyRequest, RotateKeyResponse, RotationPhase, WatchRotationsRequest,
+    AddKeyRequest, AddKeyResponse, AppKeyState, KeyStatus, PrivateKey, RetireKeyRequest,
+    RetireKeyResponse, RotateKeyRequest, RotateKeyResponse, RotationPhase, WatchRotationsRequest,
     WatchRotationsResponse,
 };
 use tokio::sync::mpsc;
@@ -173,8 +173,12 @@ impl RegistrarService {
         request: WatchRotationsRequest,
     ) -> Result<WatchStream, ServiceError> {
         let client_ids = watched_ids(&request.client_ids)?;
+        let with_keys = request.include_private_keys;
+        if with_keys && !self.deliver_private_keys {
+            return Err(ServiceError::KeyDeliveryOff);
+        }
         // Unknown apps fail the call before any message.
-        let first = self.watch_message(&client_ids).await?;
+        let first = self.watch_message(&client_ids, with_keys).await?;
 
         let (sender, receiver) = mpsc::channel(1);
         let service = self.clone();
@@ -197,7 +201,7 @@ impl RegistrarService {
                 let message = match pending_first.take() {
                     Some(first) => Ok(first),
                     None => service
-                        .watch_message(&client_ids)
+                        .watch_message(&client_ids, with_keys)
                         .await
                         .map_err(Status::from),
                 };
@@ -225,15 +229,55 @@ impl RegistrarService {
     async fn watch_message(
         &self,
         client_ids: &[String],
+        with_keys: bool,
     ) -> Result<WatchRotationsResponse, ServiceError> {
         let mut apps = Vec::with_capacity(client_ids.len());
         for client_id in client_ids {
-            apps.push(self.key_state(client_id).await?);
+            let mut state = self.key_state(client_id).await?;
+            if with_keys {
+                state.signing_key = self.signing_key(client_id, &state.signing_kid).await?;
+            }
+            apps.push(state);
         }
         Ok(WatchRotationsResponse {
             revision: apps.iter().map(|app| app.revision).sum(),
             apps,
         })
+    }
+
+    /// Returns the private key of `signing_kid` for delivery, or `None`
+    /// when the registrar holds no key for the app.
+    async fn signing_key(
+        &self,
+        client_id: &str,
+        signing_kid: &str,
+    ) -> Result<Option<PrivateKey>, ServiceError> {
+        if signing_kid.is_empty() {
+            return Ok(None);
+        }
+        let mut key = self
+            .keyring
+            .active(client_id, KeyPurpose::Assertion)
+            .await?;
+        if key.as_ref().is_some_and(|key| key.kid() != signing_kid) {
+            // The cached key predates a rotation that switched signing
+            // since; read the store again.
+            self.keyring.forget(client_id);
+            key = self
+                .keyring
+                .active(client_id, KeyPurpose::Assertion)
+                .await?;
+        }
+        let Some(key) = key.filter(|key| key.kid() == signing_kid) else {
+            // Signing switched between the two reads; the change brings
+            // another message with a consistent state.
+            return Ok(None);
+        };
+        Ok(Some(PrivateKey {
+            kid: key.kid().to_string(),
+            alg: key.algorithm().as_str().to_string(),
+            pkcs8_pem: key.private_pkcs8_pem()?.to_string(),
+        }))
     }
 
     /// Builds an app's key state from the store.
@@ -289,6 +333,8 @@ impl RegistrarService {
             next_step_at,
             phase: phase as i32,
             next_rotation,
+            signing_key: None,
+            token_endpoint: self.tokens.settings().token_endpoint.to_string(),
         })
     }
 

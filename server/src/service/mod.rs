@@ -48,6 +48,7 @@ pub struct RegistrarService {
     rotator: Rotator,
     names: KeyedLocks,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    deliver_private_keys: bool,
 }
 
 impl RegistrarService {
@@ -70,7 +71,15 @@ impl RegistrarService {
             rotator,
             names: KeyedLocks::default(),
             shutdown,
+            deliver_private_keys: false,
         }
+    }
+
+    /// Lets WatchRotations deliver each app's signing key to callers that
+    /// ask for it.
+    pub fn with_key_delivery(mut self, deliver_private_keys: bool) -> Self {
+        self.deliver_private_keys = deliver_private_keys;
+        self
     }
 
     /// Checks that the registrar created the app and has not deleted it.
