@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{AppSnapshot, KeyEvent, RecordedRequest, Shared};
+use crate::{ActiveFault, AppSnapshot, Fault, KeyEvent, RecordedRequest, Shared};
 
 /// `GET /__emulator/requests`: every recorded request, in order.
 pub(crate) async fn requests(State(shared): State<Arc<Shared>>) -> Json<Vec<RecordedRequest>> {
@@ -68,4 +68,38 @@ fn clock_json(shared: &Shared) -> Value {
         "offset_seconds": shared.clock().offset_seconds(),
         "now": shared.clock().now_unix(),
     })
+}
+
+/// `GET /__emulator/faults`: every installed fault with its id and how
+/// often it fired.
+pub(crate) async fn faults(State(shared): State<Arc<Shared>>) -> Json<Vec<ActiveFault>> {
+    Json(shared.faults().snapshot())
+}
+
+/// `POST /__emulator/faults` with a fault such as
+/// `{"endpoint": "create_client", "kind": "status", "status": 503,
+/// "probability": 0.5}`: installs it and returns `{"id": N}` with 201.
+pub(crate) async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let fault = match serde_json::from_slice::<Fault>(&body) {
+        Ok(fault) => fault,
+        Err(error) => {
+            let message = format!(
+                "The body is not a fault ({error}). Send {{\"endpoint\", \"kind\", the kind's value, and \"probability\" or \"count\"}}."
+            );
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response();
+        }
+    };
+    if let Err(message) = fault.validate() {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response();
+    }
+    tracing::info!(endpoint = %fault.endpoint, kind = fault.kind.name(), trigger = ?fault.trigger, "fault installed");
+    let id = shared.faults().add(fault);
+    (StatusCode::CREATED, Json(json!({ "id": id }))).into_response()
+}
+
+/// `DELETE /__emulator/faults`: removes every fault and returns 204.
+pub(crate) async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.faults().clear();
+    tracing::info!("faults cleared");
+    StatusCode::NO_CONTENT
 }

@@ -24,7 +24,8 @@ pub(crate) struct OktaError {
 }
 
 impl OktaError {
-    fn new(status: StatusCode, code: &'static str, summary: impl Into<String>) -> Self {
+    /// Builds an error with the given status, code and summary.
+    pub(crate) fn new(status: StatusCode, code: &'static str, summary: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -86,6 +87,16 @@ impl OktaError {
         )
     }
 
+    /// Builds 403 E0000006 for a caller whose admin role does not allow
+    /// the request.
+    pub(crate) fn permission_denied() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "E0000006",
+            "You do not have permission to perform the requested action",
+        )
+    }
+
     /// Builds 405 E0000022 for a known path called with the wrong method.
     pub(crate) fn method_not_allowed() -> Self {
         Self::new(
@@ -131,6 +142,14 @@ impl OktaError {
             "E0000009",
             "Internal Server Error",
         )
+    }
+
+    /// Builds the answer of an injected 5xx fault: E0000009 with the
+    /// status's reason phrase as the summary. Okta's bodies for 502, 503
+    /// and 504 are not documented.
+    pub(crate) fn injected_server_error(status: StatusCode) -> Self {
+        let summary = status.canonical_reason().unwrap_or("Internal Server Error");
+        Self::new(status, "E0000009", summary)
     }
 
     /// Builds 403 E0000056 for deleting an app that is still ACTIVE.

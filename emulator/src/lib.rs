@@ -23,6 +23,7 @@
 
 mod access_tokens;
 mod admin;
+mod admin_roles;
 mod app_create;
 mod app_json;
 mod app_keys;
@@ -31,8 +32,10 @@ mod apps;
 mod client_auth;
 mod clients;
 mod clock;
+mod connection;
 mod dpop;
 mod errors;
+mod faults;
 mod grants;
 mod ids;
 mod jwk;
@@ -61,9 +64,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
+pub use admin_roles::RoleError;
+pub use faults::{ActiveFault, Fault, FaultEndpoint, FaultKind, FaultTrigger};
 pub use jwk::jwk_thumbprint;
 
 use clock::Clock;
+use connection::{ConnectionHandle, ResettableListener};
+use faults::FaultSet;
 use org_key::{KeyError, OrgKey};
 use state::Org;
 
@@ -150,12 +157,27 @@ pub struct RecordedRequest {
     pub path: String,
     /// Query string without the leading `?`, if the request had one.
     pub query: Option<String>,
-    /// Response status code.
+    /// Response status code, or 0 when an injected fault closed the
+    /// connection before the handler ran.
     pub status: u16,
     /// Name of the rate-limit bucket the request counted against: `apps`,
     /// `app_by_id`, `clients`, `token` or `other`, as the `RateLimits`
     /// fields are named. `None` for paths Okta does not rate limit.
     pub bucket: Option<String>,
+    /// The kinds of the injected faults that fired on the request, such as
+    /// `reset_after_commit`, joined by commas; `None` when none fired, and
+    /// then left out of the JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+impl RecordedRequest {
+    /// Returns whether the emulator's rate limiter rejected the request
+    /// with 429 because its bucket's budget was spent. An injected
+    /// `rate_limit_burst` does not count.
+    pub fn over_budget(&self) -> bool {
+        self.status == 429 && self.fault.is_none()
+    }
 }
 
 /// The state of one app, for assertions in tests.
@@ -203,6 +225,8 @@ pub(crate) struct Shared {
     org: Mutex<Org>,
     clock: Clock,
     org_key: OnceLock<OrgKey>,
+    faults: FaultSet,
+    roles: admin_roles::RoleStore,
 }
 
 impl Shared {
@@ -220,6 +244,16 @@ impl Shared {
     /// Returns the emulator's clock.
     pub(crate) fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// Returns the admin roles of service apps.
+    pub(crate) fn roles(&self) -> &admin_roles::RoleStore {
+        &self.roles
+    }
+
+    /// Returns the installed faults.
+    pub(crate) fn faults(&self) -> &FaultSet {
+        &self.faults
     }
 
     /// Returns the emulator's current time in UTC, to the millisecond.
@@ -266,6 +300,8 @@ impl Emulator {
                 org: Mutex::new(org),
                 clock: Clock::default(),
                 org_key: OnceLock::new(),
+                faults: FaultSet::default(),
+                roles: admin_roles::RoleStore::default(),
             }),
         }
     }
@@ -289,7 +325,8 @@ impl Emulator {
         tracing::info!(org_url = %org_url, "okta emulator serving");
 
         let router = router::build(Arc::clone(&self.shared));
-        axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<ConnectionHandle>();
+        axum::serve(ResettableListener(listener), service)
             .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!(org_url = %org_url, "okta emulator stopped");
@@ -307,6 +344,40 @@ impl Emulator {
     /// recorded.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.org().requests.clone()
+    }
+
+    /// Returns the number of requests the rate limiter rejected with 429
+    /// because their bucket's budget was spent, see
+    /// [`RecordedRequest::over_budget`].
+    pub fn over_budget_requests(&self) -> usize {
+        let org = self.shared.org();
+        org.requests
+            .iter()
+            .filter(|request| request.over_budget())
+            .count()
+    }
+
+    /// Installs a fault and returns its id.
+    ///
+    /// # Errors
+    ///
+    /// Returns a sentence naming the invalid value when the fault's status,
+    /// latency, probability or count is out of range.
+    pub fn add_fault(&self, fault: Fault) -> Result<u64, String> {
+        fault.validate()?;
+        tracing::info!(endpoint = %fault.endpoint, kind = fault.kind.name(), trigger = ?fault.trigger, "fault installed");
+        Ok(self.shared.faults.add(fault))
+    }
+
+    /// Removes every installed fault.
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+        tracing::info!("faults cleared");
+    }
+
+    /// Returns the installed faults with how often each has fired.
+    pub fn faults(&self) -> Vec<ActiveFault> {
+        self.shared.faults.snapshot()
     }
 
     /// Returns the current apps in creation order.
@@ -354,6 +425,13 @@ impl Emulator {
     pub fn set_clock_offset(&self, offset_seconds: i64) {
         self.shared.clock.set_offset_seconds(offset_seconds);
         tracing::info!(offset_seconds, "emulator clock offset set");
+    }
+
+    /// Assigns a standard admin role, such as `SUPER_ADMIN` or
+    /// `APP_ADMIN`, to a service app, as
+    /// `POST /oauth2/v1/clients/{clientId}/roles` does.
+    pub fn assign_admin_role(&self, client_id: &str, role_type: &str) -> Result<(), RoleError> {
+        admin_roles::assign(&self.shared, client_id, role_type).map(drop)
     }
 
     /// Returns the clock offset in seconds set by

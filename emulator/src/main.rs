@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use okta_emulator::{Config, Emulator, RateLimits, org_url_for};
+use okta_emulator::{Config, Emulator, Fault, RateLimits, org_url_for};
 use tracing_subscriber::EnvFilter;
 
 /// Token accepted when neither `--api-token` nor `OKTA_EMULATOR_API_TOKEN`
@@ -76,6 +76,12 @@ struct Cli {
     /// may be, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     iat_leeway_secs: u64,
+
+    /// A fault to inject, as ENDPOINT:KIND[=VALUE]:probability=P or
+    /// ENDPOINT:KIND[=VALUE]:count=N, such as
+    /// create_client:status=503:probability=0.1; repeat for several.
+    #[arg(long = "fault", value_name = "SPEC")]
+    faults: Vec<Fault>,
 }
 
 impl Cli {
@@ -146,10 +152,10 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let config = cli.config()?;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the Tokio runtime")?;
-    runtime.block_on(serve(cli.listen, config))
+    runtime.block_on(serve(cli.listen, config, &cli.faults))
 }
 
-async fn serve(listen: SocketAddr, config: Config) -> anyhow::Result<()> {
+async fn serve(listen: SocketAddr, config: Config, faults: &[Fault]) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("failed to listen on --listen {listen}"))?;
@@ -166,6 +172,11 @@ async fn serve(listen: SocketAddr, config: Config) -> anyhow::Result<()> {
     drop(stdout);
 
     let emulator = Emulator::new(config);
+    for fault in faults {
+        emulator
+            .add_fault(fault.clone())
+            .map_err(|message| anyhow::anyhow!("invalid --fault: {message}"))?;
+    }
     emulator
         .serve(listener, shutdown)
         .await

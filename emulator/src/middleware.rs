@@ -1,24 +1,30 @@
 //! The steps every request on an Okta path goes through around its handler:
-//! rate limiting, authentication, Okta's response headers and the request
-//! log.
+//! rate limiting, injected faults, authentication, Okta's response headers
+//! and the request log.
 //!
-//! Management paths need the API token. `GET /api/v1/users` also accepts
-//! access tokens from the token endpoint, see [`crate::resource`].
+//! Management paths need the API token or an access token from the token
+//! endpoint: `GET /api/v1/users` (see [`crate::resource`]) and the app and
+//! client endpoints, whose scopes and admin roles [`crate::admin_roles`]
+//! checks.
 //!
 //! Rate limiting runs before authentication, so a request with a wrong
 //! token still counts against its bucket and can get a 429. Okta does not
 //! document the order.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{AUTHORIZATION, DATE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::admin_roles;
+use crate::connection::ConnectionHandle;
 use crate::errors::OktaError;
+use crate::faults::{self, FaultKind};
+use crate::pagination::QueryParams;
 use crate::ratelimit::{Bucket, Decision};
 use crate::resource::{self, ResourceRequest};
 use crate::{RecordedRequest, Shared, ids, timestamps};
@@ -31,8 +37,9 @@ const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-rate-limit-limit
 const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-rate-limit-remaining");
 const RATE_LIMIT_RESET: HeaderName = HeaderName::from_static("x-rate-limit-reset");
 
-/// Runs a request through rate limiting and authentication, calls the
-/// handler if both pass, then adds Okta's headers and records the request.
+/// Runs a request through rate limiting, injected faults and
+/// authentication, calls the handler if all pass, then adds Okta's headers
+/// and records the request.
 pub(crate) async fn okta_pipeline(
     State(shared): State<Arc<Shared>>,
     request: Request,
@@ -54,30 +61,80 @@ pub(crate) async fn okta_pipeline(
             .limiter
             .check(bucket, budget, Instant::now(), wall_clock)
     });
-
-    let mut response = if decision.is_some_and(|decision| !decision.allowed) {
-        OktaError::rate_limited().into_response()
-    } else if let Some(rejection) = reject_unauthenticated(&shared, &request) {
-        rejection
+    let over_budget = decision.is_some_and(|decision| !decision.allowed);
+    let first_page = !QueryParams::parse(query.as_deref()).has("after");
+    let faults = if over_budget {
+        Vec::new()
     } else {
-        next.run(request).await
+        shared.faults().draw(&method, &path, first_page)
+    };
+    let connection = request
+        .extensions()
+        .get::<ConnectInfo<ConnectionHandle>>()
+        .map(|info| info.0.clone());
+
+    let mut response = if over_budget {
+        OktaError::rate_limited().into_response()
+    } else {
+        run_with_faults(&shared, request, next, &faults, connection.as_ref()).await
     };
 
-    add_okta_headers(
-        response.headers_mut(),
-        decision,
-        shared.clock().now_system(),
-    );
+    let now = shared.clock().now_system();
+    add_okta_headers(response.headers_mut(), decision, now);
+    faults::apply_to_headers(response.headers_mut(), &faults, now);
 
     let status = response.status().as_u16();
-    tracing::debug!(%method, %path, status, bucket = bucket.map(Bucket::name), "request");
+    let fault = faults::describe(&faults);
+    tracing::debug!(%method, %path, status, bucket = bucket.map(Bucket::name), fault, "request");
     shared.org().requests.push(RecordedRequest {
         method: method.to_string(),
         path,
         query,
-        status,
+        status: if faults::resets_before_commit(&faults) {
+            0
+        } else {
+            status
+        },
         bucket: bucket.map(|bucket| bucket.name().to_owned()),
+        fault,
     });
+    response
+}
+
+/// Applies the faults that act before and after the handler, and runs the
+/// handler unless a fault answers in its place.
+async fn run_with_faults(
+    shared: &Shared,
+    request: Request,
+    next: Next,
+    fired: &[FaultKind],
+    connection: Option<&ConnectionHandle>,
+) -> Response {
+    for fault in fired {
+        if let FaultKind::Latency { millis } = fault {
+            tokio::time::sleep(Duration::from_millis(*millis)).await;
+        }
+    }
+    if faults::resets_before_commit(fired) {
+        if let Some(connection) = connection {
+            connection.reset();
+        }
+        return OktaError::internal().into_response();
+    }
+    let org_url = shared.org().org_url().to_owned();
+    if let Some(response) = faults::answer_in_place(fired, request.uri(), &org_url) {
+        return response;
+    }
+    let response = if let Some(rejection) = reject_unauthenticated(shared, &request) {
+        rejection
+    } else {
+        next.run(request).await
+    };
+    if fired.contains(&FaultKind::ResetAfterCommit)
+        && let Some(connection) = connection
+    {
+        connection.reset();
+    }
     response
 }
 
@@ -91,7 +148,9 @@ fn reject_unauthenticated(shared: &Shared, request: &Request) -> Option<Response
         return None;
     }
     let method = request.method();
-    if let Some(scopes) = resource::required_scopes(method, path)
+    let scopes = resource::required_scopes(method, path)
+        .or_else(|| admin_roles::required_scopes(method, path));
+    if let Some(scopes) = scopes
         && let Some((scheme, token)) = resource::access_token(headers)
     {
         let resource_request = ResourceRequest {
@@ -100,7 +159,8 @@ fn reject_unauthenticated(shared: &Shared, request: &Request) -> Option<Response
             headers,
             scopes,
         };
-        return resource::authorize(shared, resource_request, scheme, token);
+        return resource::authorize(shared, resource_request, scheme, token)
+            .or_else(|| admin_roles::reject_without_role(shared, method, path, token));
     }
     Some(OktaError::invalid_token().into_response())
 }

@@ -35,6 +35,11 @@ impl QueryParams {
         Self(pairs)
     }
 
+    /// Returns whether the query has a parameter of this name.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(key, _)| key == name)
+    }
+
     /// Returns the first value of a parameter.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0

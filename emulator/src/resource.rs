@@ -2,8 +2,10 @@
 //! Bearer <token>`, or `Authorization: DPoP <token>` with a `DPoP` proof,
 //! for the paths that accept access tokens besides the API token.
 //!
-//! Only `GET /api/v1/users` accepts access tokens, with the scope
-//! `okta.users.read` or `okta.users.manage`. An unknown or expired token
+//! `GET /api/v1/users` accepts access tokens with the scope
+//! `okta.users.read` or `okta.users.manage`, and the app and client
+//! endpoints with the scopes of [`crate::admin_roles::required_scopes`].
+//! An unknown or expired token
 //! gets 401 E0000011, a token without the scope 403 with an empty body and
 //! a `WWW-Authenticate` header. DPoP problems get 400 with an OAuth error
 //! body and a `WWW-Authenticate: DPoP` header.

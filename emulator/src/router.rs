@@ -14,8 +14,8 @@ use axum::routing::{get, post};
 
 use crate::errors::OktaError;
 use crate::{
-    Shared, admin, app_create, app_keys, app_replace, apps, clients, grants, middleware, org_key,
-    token, users,
+    Shared, admin, admin_roles, app_create, app_keys, app_replace, apps, clients, grants,
+    middleware, org_key, token, users,
 };
 
 /// Builds the router with the middleware of every Okta request.
@@ -69,6 +69,10 @@ pub(crate) fn build(shared: Arc<Shared>) -> Router {
             "/oauth2/v1/clients/{client_id}",
             get(clients::get).delete(clients::delete),
         )
+        .route(
+            "/oauth2/v1/clients/{client_id}/roles",
+            get(admin_roles::list).post(admin_roles::create),
+        )
         .route(token::TOKEN_PATH, post(token::token))
         .route("/oauth2/v1/keys", get(org_key::keys))
         .route("/__emulator/requests", get(admin::requests))
@@ -77,6 +81,12 @@ pub(crate) fn build(shared: Arc<Shared>) -> Router {
         .route(
             "/__emulator/clock",
             get(admin::clock).post(admin::set_clock),
+        )
+        .route(
+            "/__emulator/faults",
+            get(admin::faults)
+                .post(admin::add_fault)
+                .delete(admin::clear_faults),
         )
         .fallback(|| async { OktaError::path_not_found().into_response() })
         .method_not_allowed_fallback(|| async { OktaError::method_not_allowed().into_response() })

@@ -332,7 +332,9 @@ impl Org {
         keep: impl Fn(&App) -> bool,
     ) -> Result<Page<'_>, OktaError> {
         let start = match after {
-            None => 0,
+            // An empty cursor starts at the beginning, which the next link
+            // of an injected empty first page relies on.
+            None | Some("") => 0,
             Some(cursor) => {
                 let sequence = self
                     .issued_app_ids

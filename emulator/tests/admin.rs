@@ -24,6 +24,7 @@ async fn requests_are_recorded_in_order() {
                 query: None,
                 status: 201,
                 bucket: Some("clients".into()),
+                fault: None,
             },
             RecordedRequest {
                 method: "GET".into(),
@@ -31,6 +32,7 @@ async fn requests_are_recorded_in_order() {
                 query: Some("limit=1&q=rec".into()),
                 status: 200,
                 bucket: Some("apps".into()),
+                fault: None,
             },
             RecordedRequest {
                 method: "GET".into(),
@@ -38,6 +40,7 @@ async fn requests_are_recorded_in_order() {
                 query: None,
                 status: 401,
                 bucket: Some("apps".into()),
+                fault: None,
             },
         ]
     );

@@ -656,7 +656,7 @@ async fn missing_scope_is_forbidden() {
 }
 
 #[tokio::test]
-async fn access_tokens_only_on_users() {
+async fn users_token_lacks_apps_scope() {
     let org = TestOrg::start().await;
     let client_id = one_key_app(&org).await;
     let signed = assertion(
@@ -673,7 +673,16 @@ async fn access_tokens_only_on_users() {
                 .header("Authorization", format!("Bearer {token}")),
         )
         .await;
-    assert_okta_error(apps, 401, "E0000011", "Invalid token provided", &[]).await;
+    // The apps list accepts access tokens too, but only with an apps scope.
+    assert_eq!(apps.status(), 403);
+    let challenge = apps.headers()["www-authenticate"]
+        .to_str()
+        .expect("ASCII header")
+        .to_owned();
+    assert!(
+        challenge.contains("scope=\"okta.apps.read\""),
+        "{challenge}"
+    );
 
     let ssws = org.get("/api/v1/users").await;
     assert_eq!(ssws.status(), 200, "the API token still works");
