@@ -47,10 +47,12 @@
 //! # }
 //! ```
 
+mod credentials;
 mod identity;
 mod local;
 mod watch;
 
+pub use credentials::{Credentials, RawClient};
 pub use identity::ServiceIdentity;
 pub use registrar_api::v1;
 pub use watch::{DEFAULT_WATCH_TIMEOUT, MAX_WATCHED_APPS, WatchStats};
@@ -149,6 +151,12 @@ pub enum Error {
         /// What failed, with the token endpoint's answer.
         detail: String,
     },
+    /// The bearer token is empty or contains characters other than
+    /// printable ASCII.
+    #[error(
+        "invalid bearer token: it must be printable ASCII without spaces; pass the token exactly as it was issued"
+    )]
+    InvalidBearerToken,
     /// The client already watches [`MAX_WATCHED_APPS`] apps, the registrar's
     /// limit per `WatchRotations` stream.
     #[error(
@@ -172,7 +180,8 @@ pub enum Error {
 /// wants a single stream connects once and clones the client.
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: RegistrarClient<Channel>,
+    inner: RawClient,
+    credentials: Credentials,
     watch: Arc<WatchHub>,
     watch_timeout: Duration,
 }
@@ -193,15 +202,38 @@ impl Client {
         Ok(Self::from_channel(channel))
     }
 
-    /// Wraps an existing channel, for callers that configure TLS or
-    /// timeouts themselves.
+    /// Wraps an existing channel, for callers that configure TLS (for
+    /// example a client certificate for mTLS) or timeouts themselves.
     pub fn from_channel(channel: Channel) -> Self {
-        let inner = RegistrarClient::new(channel);
+        let credentials = Credentials::default();
+        let inner = RegistrarClient::with_interceptor(channel, credentials.clone());
         Self {
             watch: WatchHub::new(inner.clone()),
             inner,
+            credentials,
             watch_timeout: DEFAULT_WATCH_TIMEOUT,
         }
+    }
+
+    /// Sends `token` as `authorization: Bearer <token>` with every call of
+    /// this client and its clones, including the background watch, for a
+    /// registrar that authenticates callers by bearer tokens.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), registrar_sdk::Error> {
+    /// let token = std::fs::read_to_string("/run/secrets/registrar-token")
+    ///     .expect("token file");
+    /// let identity = registrar_sdk::Client::connect("http://127.0.0.1:50051")
+    ///     .await?
+    ///     .with_bearer_token(token.trim())?
+    ///     .register("billing-worker", &["okta.users.read"])
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_bearer_token(self, token: &str) -> Result<Self, Error> {
+        self.credentials.set_bearer_token(token)?;
+        Ok(self)
     }
 
     /// Sets how long [`Client::register`] waits for the app's first key
@@ -260,7 +292,7 @@ impl Client {
     }
 
     /// Returns the generated client, for RPCs this wrapper does not cover.
-    pub fn raw(&mut self) -> &mut RegistrarClient<Channel> {
+    pub fn raw(&mut self) -> &mut RawClient {
         &mut self.inner
     }
 

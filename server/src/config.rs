@@ -11,6 +11,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod credential;
+
+pub use credential::OktaCredentialArgs;
+
+use crate::auth::{AuthArgs, AuthConfig};
 use crate::keys::master::MasterKey;
 use crate::org::OrgUrl;
 use crate::rotation::RotationSettings;
@@ -21,12 +26,15 @@ use crate::secret::Secret;
 pub struct ServerConfig {
     /// The Okta org the registrar manages.
     pub okta_org: OrgUrl,
-    /// The Okta API token (`SSWS`) of a Super Admin.
-    pub okta_api_token: Secret,
+    /// The registrar's own Okta credential: a Super Admin's API token, or
+    /// an OAuth service app with the Super Admin role.
+    pub okta_credential: crate::okta::OktaCredential,
     /// The store's database URL, such as `sqlite://data/registrar.db`.
     pub database_url: String,
     /// The time limit of each Okta request.
     pub okta_timeout: Duration,
+    /// The share of Okta's rate limits the registrar uses, and its retries.
+    pub okta_pacing: crate::okta::PacingSettings,
     /// The key that encrypts stored private keys.
     pub master_key: MasterKey,
     /// How far ahead of `iat` a client assertion's `exp` lies.
@@ -36,9 +44,13 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The timing of key rotations.
     pub rotation: RotationSettings,
+    /// How callers authenticate, and the TLS settings.
+    pub auth: AuthConfig,
     /// Whether WatchRotations delivers each app's private signing key to
     /// callers that ask for it.
     pub deliver_private_keys: bool,
+    /// The caller policy.
+    pub policies: crate::policy::Policies,
 }
 
 /// The default delay between registering a new key in Okta and signing
@@ -107,6 +119,9 @@ pub enum Command {
     /// Start an Okta emulator and a registrar on free loopback ports and
     /// register a sample service app through the gRPC API.
     Demo(DemoArgs),
+    /// Read a bearer token from standard input and print its entry for the
+    /// bearer token file, which stores only the token's SHA-256.
+    HashToken(HashTokenArgs),
 }
 
 /// Options of `registrar serve`.
@@ -115,13 +130,15 @@ pub struct ServeArgs {
     /// The address the gRPC API listens on.
     #[arg(long, env = "REGISTRAR_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Caller authentication and TLS.
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// The Okta org URL, such as https://example.okta.com.
     #[arg(long, env = "OKTA_ORG_URL")]
     pub okta_org_url: String,
-    /// A file holding the Okta API token. Without it, the token is read from
-    /// the OKTA_API_TOKEN environment variable.
-    #[arg(long, env = "OKTA_API_TOKEN_FILE")]
-    pub okta_api_token_file: Option<PathBuf>,
+    /// The registrar's own Okta credential.
+    #[command(flatten)]
+    pub okta_credential: OktaCredentialArgs,
     /// The directory for the default SQLite database.
     #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -167,6 +184,29 @@ pub struct ServeArgs {
     /// get tokens from Okta while the registrar is unreachable.
     #[arg(long, env = "REGISTRAR_DELIVER_PRIVATE_KEYS")]
     pub deliver_private_keys: bool,
+    /// A TOML file of what each caller may do; SIGHUP reloads it. Required
+    /// with caller authentication; without it, --insecure-no-auth allows
+    /// every call.
+    #[arg(long, env = "REGISTRAR_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+    /// The share of each Okta rate-limit bucket the registrar may use per
+    /// window, above 0 and at most 1; the rest is left to other clients of
+    /// the org.
+    #[arg(long, env = "REGISTRAR_OKTA_RATE_SHARE", default_value_t = crate::okta::DEFAULT_RATE_SHARE)]
+    pub okta_rate_share: f64,
+    /// How often a failed Okta request is retried (0 to 10); 0 turns
+    /// retries off.
+    #[arg(long, env = "REGISTRAR_OKTA_MAX_RETRIES", default_value_t = crate::okta::retry::DEFAULT_MAX_RETRIES)]
+    pub okta_max_retries: u32,
+}
+
+/// Options of `registrar hash-token`.
+#[derive(Debug, Args)]
+pub struct HashTokenArgs {
+    /// The caller's name: its caller id in logs and policies (ASCII
+    /// letters, digits, '.', '_' and '-').
+    #[arg(long)]
+    pub name: String,
 }
 
 /// Options of `registrar demo`.
@@ -184,7 +224,7 @@ impl ServeArgs {
     pub fn into_config(self) -> anyhow::Result<ServerConfig> {
         let okta_org = OrgUrl::parse(&self.okta_org_url)
             .map_err(|err| anyhow::anyhow!("--okta-org-url (OKTA_ORG_URL): {err}"))?;
-        let okta_api_token = read_api_token(self.okta_api_token_file.as_deref())?;
+        let okta_credential = self.okta_credential.into_credential()?;
         if self.okta_timeout_secs == 0 || self.okta_timeout_secs > 300 {
             bail!(
                 "--okta-timeout-secs: {} is out of range; use 1 to 300",
@@ -197,6 +237,27 @@ impl ServeArgs {
                 self.assertion_lifetime_secs
             );
         }
+        let auth = self.auth.into_config(self.listen)?;
+        let policies = load_policies(self.policy_file.as_deref(), auth.insecure_no_auth)?;
+        if !(self.okta_rate_share > 0.0 && self.okta_rate_share <= 1.0) {
+            bail!(
+                "--okta-rate-share: {} is out of range; use a number above 0 and at most 1, such as 0.5",
+                self.okta_rate_share
+            );
+        }
+        if self.okta_max_retries > 10 {
+            bail!(
+                "--okta-max-retries: {} is out of range; use 0 (no retries) to 10",
+                self.okta_max_retries
+            );
+        }
+        let okta_pacing = crate::okta::PacingSettings {
+            rate_share: self.okta_rate_share,
+            retry: crate::okta::retry::RetryPolicy {
+                max_retries: self.okta_max_retries,
+                ..Default::default()
+            },
+        };
         let database_url = match self.database_url {
             Some(url) => url,
             None => default_database_url(&self.data_dir)?,
@@ -220,9 +281,10 @@ impl ServeArgs {
         let master_key = load_master_key(self.master_key_file.as_deref(), &self.data_dir)?;
         Ok(ServerConfig {
             okta_org,
-            okta_api_token,
+            okta_credential,
             database_url,
             okta_timeout: Duration::from_secs(self.okta_timeout_secs),
+            okta_pacing,
             master_key,
             assertion_lifetime: Duration::from_secs(self.assertion_lifetime_secs),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
@@ -233,7 +295,25 @@ impl ServeArgs {
                     .then(|| Duration::from_secs(self.key_lifetime_days * 86_400)),
             },
             deliver_private_keys: self.deliver_private_keys,
+            policies,
+            auth,
         })
+    }
+}
+
+/// Loads the policy file, or allows every call when callers are not
+/// authenticated and no file is given. With caller authentication a policy
+/// file is required, because authenticated callers exist to be limited.
+fn load_policies(
+    file: Option<&Path>,
+    insecure_no_auth: bool,
+) -> anyhow::Result<crate::policy::Policies> {
+    match file {
+        Some(path) => crate::policy::Policies::load(path),
+        None if insecure_no_auth => Ok(crate::policy::Policies::allow_all()),
+        None => bail!(
+            "--policy-file is missing: with caller authentication on, the registrar needs a policy of what each caller may do, and denies everything without one; write a policy file (see the README, \"Caller policy\") and pass it with --policy-file or REGISTRAR_POLICY_FILE"
+        ),
     }
 }
 

@@ -54,9 +54,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let data_dir = std::env::temp_dir().join(format!("registrar-demo-{}", uuid_like()));
     let config = ServerConfig {
         okta_org: OrgUrl::parse(&org_url).map_err(anyhow::Error::msg)?,
-        okta_api_token: Secret::new(api_token),
+        okta_credential: crate::okta::OktaCredential::ApiToken(Secret::new(api_token)),
         database_url: default_database_url(&data_dir)?,
         okta_timeout: std::time::Duration::from_secs(10),
+        okta_pacing: crate::okta::PacingSettings::default(),
         master_key: crate::keys::master::MasterKey::random(),
         // Short timings, so that the demo shows a whole key rotation. The
         // grace period covers the assertion lifetime but no clock skew,
@@ -70,6 +71,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             key_lifetime: None,
         },
         deliver_private_keys: false,
+        policies: crate::policy::Policies::allow_all(),
+        // The demo's registrar listens on loopback only, for grpcurl
+        // without credentials.
+        auth: crate::auth::AuthConfig::insecure_loopback(),
     };
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

@@ -7,7 +7,9 @@
 //! never UNAUTHENTICATED or PERMISSION_DENIED, which describe the caller.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::auth::AuthError;
 use crate::okta::{ErrorBody, OktaError};
 use crate::store::StoreError;
 use crate::validate::InvalidArgument;
@@ -92,6 +94,9 @@ pub enum ServiceError {
         "include_private_keys: this registrar does not deliver private keys; watch without include_private_keys, or ask its operator to turn key delivery on (--deliver-private-keys)"
     )]
     KeyDeliveryOff,
+    /// The caller's policy does not allow the request.
+    #[error(transparent)]
+    Denied(#[from] crate::policy::Denied),
     /// A stored key could not be used, or a new one not made.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),
@@ -132,7 +137,7 @@ impl From<ServiceError> for Status {
             | ServiceError::NotDpopBound(_)
             | ServiceError::RotationRunning { .. }
             | ServiceError::KeyNotRetirable { .. } => Code::FailedPrecondition,
-            ServiceError::KeyDeliveryOff => Code::PermissionDenied,
+            ServiceError::KeyDeliveryOff | ServiceError::Denied(_) => Code::PermissionDenied,
             ServiceError::TokenRejected { error, .. } => match error.as_str() {
                 "invalid_scope" => Code::InvalidArgument,
                 "use_dpop_nonce" => Code::Unavailable,
@@ -143,13 +148,29 @@ impl From<ServiceError> for Status {
             | ServiceError::Keyring(_)
             | ServiceError::Key(_)
             | ServiceError::Sign(_) => Code::Internal,
-            ServiceError::Okta(okta) => return okta_status(okta),
+            ServiceError::Okta(okta) => return with_retry_info(okta_status(okta), okta),
         };
         Status::new(code, error.to_string())
     }
 }
 
 /// Maps a failed Okta call to a status whose message says whose fault it is.
+/// Rejections of the auth layer: a missing or bad credential is
+/// UNAUTHENTICATED (fix credentials), a caller over its limit of requests
+/// in flight is RESOURCE_EXHAUSTED (retry later).
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Self {
+        let code = match error {
+            AuthError::TooManyRequests { .. } => Code::ResourceExhausted,
+            AuthError::Missing { .. }
+            | AuthError::MalformedHeader
+            | AuthError::UnknownToken
+            | AuthError::CertificateWithoutIdentity => Code::Unauthenticated,
+        };
+        Status::new(code, error.to_string())
+    }
+}
+
 fn okta_status(error: &OktaError) -> Status {
     let OktaError::Api {
         operation,
@@ -161,7 +182,20 @@ fn okta_status(error: &OktaError) -> Status {
     } = error
     else {
         let code = match error {
+            OktaError::Credential { request_id, .. } => {
+                let request_id = request_id
+                    .as_deref()
+                    .map(|id| format!(" [Okta request id {id}]"))
+                    .unwrap_or_default();
+                return Status::new(
+                    Code::FailedPrecondition,
+                    format!("{error}. The request itself was not at fault{request_id}"),
+                );
+            }
             OktaError::Transport { .. } => Code::Unavailable,
+            OktaError::RateLimited { .. } => {
+                return Status::new(Code::ResourceExhausted, error.to_string());
+            }
             _ => Code::Internal,
         };
         let hint = if code == Code::Unavailable {
@@ -217,6 +251,20 @@ fn okta_status(error: &OktaError) -> Status {
     Status::new(code, format!("{message}{request_id}"))
 }
 
+/// Adds how long to wait before retrying, as a `google.rpc.RetryInfo`
+/// detail, to the "retry later" statuses of retryable Okta failures.
+fn with_retry_info(status: Status, error: &OktaError) -> Status {
+    let retry_later = matches!(status.code(), Code::ResourceExhausted | Code::Unavailable);
+    match error.retry_after() {
+        Some(wait) if retry_later && error.is_retryable() => Status::with_error_details(
+            status.code(),
+            status.message(),
+            ErrorDetails::with_retry_info(Some(wait)),
+        ),
+        _ => status,
+    }
+}
+
 fn is_credential_denial(body: &ErrorBody) -> bool {
     matches!(body.code(), Some("E0000006" | "E0000005" | "E0000015"))
 }
@@ -233,6 +281,7 @@ mod tests {
             request_id: Some("req-1".into()),
             retry_after: None,
             dpop_nonce: None,
+            www_authenticate: None,
         })
     }
 
@@ -265,6 +314,44 @@ mod tests {
             Status::from(api_error(429, r#"{"errorCode":"E0000047"}"#)).code(),
             Code::ResourceExhausted
         );
+    }
+
+    #[test]
+    fn retryable_errors_carry_retry_info() {
+        let limited = ServiceError::Okta(OktaError::RateLimited {
+            operation: "create client",
+            bucket: "/oauth2/v1/clients",
+            retry_after: std::time::Duration::from_secs(7),
+        });
+        let status = Status::from(limited);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status.message().contains("retry after 7 s"),
+            "{}",
+            status.message()
+        );
+        let delay = status
+            .get_error_details()
+            .retry_info()
+            .and_then(|info| info.retry_delay);
+        assert_eq!(delay, Some(std::time::Duration::from_secs(7)));
+
+        let unavailable = match api_error(503, "") {
+            ServiceError::Okta(error) => {
+                ServiceError::Okta(error.with_retry_after(std::time::Duration::from_secs(2)))
+            }
+            other => other,
+        };
+        let status = Status::from(unavailable);
+        assert_eq!(status.code(), Code::Unavailable);
+        let delay = status
+            .get_error_details()
+            .retry_info()
+            .and_then(|info| info.retry_delay);
+        assert_eq!(delay, Some(std::time::Duration::from_secs(2)));
+
+        let rejected = Status::from(api_error(400, ""));
+        assert!(rejected.get_error_details().retry_info().is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use registrar_api::v1::{Jwk, Jwks, KeyStatus, PublicKey};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::validate::InvalidArgument;
+use crate::validate::{self, InvalidArgument};
 
 /// The maximum number of keys Okta stores for one app.
 pub const MAX_KEYS: usize = 50;
@@ -18,7 +18,9 @@ pub const MIN_RSA_BITS: usize = 2048;
 /// The largest RSA modulus accepted, in bits. Larger keys are slow to verify
 /// and no Okta documentation mentions them.
 pub const MAX_RSA_BITS: usize = 8192;
-const MAX_KID_LEN: usize = 255;
+/// How much of an invalid member value an error message repeats, in
+/// characters, so that a huge value cannot make a huge `grpc-message`.
+const MAX_ECHO_CHARS: usize = 40;
 
 /// Validates a caller-supplied JWKS. The error names the key by index and
 /// the member at fault, and never echoes a private member's value.
@@ -53,7 +55,10 @@ pub fn validate_jwks(field: &str, jwks: &Jwks) -> Result<(), InvalidArgument> {
         if !key.kid.is_empty() && !kids.insert(key.kid.as_str()) {
             return Err(InvalidArgument::new(
                 format!("{key_field}.kid"),
-                format!("{:?} is used by another key; kids must be unique", key.kid),
+                format!(
+                    "{:?} is used by another key; kids must be unique",
+                    validate::truncate(&key.kid, MAX_ECHO_CHARS)
+                ),
             ));
         }
         let thumbprint = thumbprint(key).expect("a validated key has its thumbprint members");
@@ -84,12 +89,7 @@ pub fn validate_jwk(field: &str, key: &Jwk) -> Result<(), InvalidArgument> {
         ));
     }
 
-    if key.kid.chars().count() > MAX_KID_LEN || key.kid.chars().any(char::is_control) {
-        return Err(InvalidArgument::new(
-            format!("{field}.kid"),
-            format!("must be at most {MAX_KID_LEN} characters without control characters"),
-        ));
-    }
+    validate::kid(&format!("{field}.kid"), &key.kid)?;
     match key.r#use.as_str() {
         "" | "sig" => {}
         "enc" => {
@@ -101,7 +101,10 @@ pub fn validate_jwk(field: &str, key: &Jwk) -> Result<(), InvalidArgument> {
         other => {
             return Err(InvalidArgument::new(
                 format!("{field}.use"),
-                format!("{other:?} is not a key use; use \"sig\" or leave it empty"),
+                format!(
+                    "{:?} is not a key use; use \"sig\" or leave it empty",
+                    validate::truncate(other, MAX_ECHO_CHARS)
+                ),
             ));
         }
     }
@@ -115,7 +118,10 @@ pub fn validate_jwk(field: &str, key: &Jwk) -> Result<(), InvalidArgument> {
         )),
         other => Err(InvalidArgument::new(
             format!("{field}.kty"),
-            format!("{other:?} is not a supported key type; use \"RSA\" or \"EC\""),
+            format!(
+                "{:?} is not a supported key type; use \"RSA\" or \"EC\"",
+                validate::truncate(other, MAX_ECHO_CHARS)
+            ),
         )),
     }
 }
@@ -134,7 +140,7 @@ fn validate_rsa(field: &str, key: &Jwk) -> Result<(), InvalidArgument> {
             format!("{field}.alg"),
             format!(
                 "{:?} does not fit an RSA key; use RS256, RS384 or RS512",
-                key.alg
+                validate::truncate(&key.alg, MAX_ECHO_CHARS)
             ),
         ));
     }
@@ -206,7 +212,8 @@ fn validate_ec(field: &str, key: &Jwk) -> Result<(), InvalidArgument> {
             return Err(InvalidArgument::new(
                 format!("{field}.crv"),
                 format!(
-                    "{other:?} is not a supported curve; use \"P-256\", \"P-384\" or \"P-521\""
+                    "{:?} is not a supported curve; use \"P-256\", \"P-384\" or \"P-521\"",
+                    validate::truncate(other, MAX_ECHO_CHARS)
                 ),
             ));
         }
@@ -214,7 +221,11 @@ fn validate_ec(field: &str, key: &Jwk) -> Result<(), InvalidArgument> {
     if !key.alg.is_empty() && key.alg != alg {
         return Err(InvalidArgument::new(
             format!("{field}.alg"),
-            format!("{:?} does not fit curve {}; use {alg}", key.alg, key.crv),
+            format!(
+                "{:?} does not fit curve {}; use {alg}",
+                validate::truncate(&key.alg, MAX_ECHO_CHARS),
+                key.crv
+            ),
         ));
     }
     // NOTE: the point is not checked to lie on the curve; Okta rejects such a
@@ -428,6 +439,24 @@ mod tests {
             validate_jwk("k", &key).expect_err("leading zero").field,
             "k.e"
         );
+    }
+
+    #[test]
+    fn long_member_values_are_shortened() {
+        let key = Jwk {
+            kty: "K".repeat(10_000),
+            ..rfc7638_key()
+        };
+        let err = validate_jwk("k", &key).expect_err("unknown kty");
+        assert_eq!(err.field, "k.kty");
+        assert!(err.message.len() < 200, "{} bytes", err.message.len());
+        let key = Jwk {
+            alg: "A".repeat(10_000),
+            ..rfc7638_key()
+        };
+        let err = validate_jwk("k", &key).expect_err("unknown alg");
+        assert_eq!(err.field, "k.alg");
+        assert!(err.message.len() < 200, "{} bytes", err.message.len());
     }
 
     #[test]

@@ -4,16 +4,20 @@
 //! [`run`] serves the API on a bound listener until a shutdown future
 //! completes. The `registrar` binary and the end-to-end tests both use it.
 
+pub mod auth;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jwk;
 pub mod keyring;
 pub mod keys;
 pub mod locks;
 pub mod okta;
 pub mod org;
+pub mod policy;
 pub mod rotation;
 pub mod secret;
 pub mod service;
@@ -29,6 +33,7 @@ use registrar_api::v1::registrar_server::RegistrarServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use auth::{AuthConfig, AuthLayer};
 pub use config::ServerConfig;
 use keyring::Keyring;
 use okta::OktaClient;
@@ -49,15 +54,22 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // `registrar serve` checked the settings against --listen already; this
+    // covers callers that build the configuration themselves.
+    let address = listener
+        .local_addr()
+        .context("reading the listen address")?;
+    config.auth.check(address)?;
     let store = Store::open(&config.database_url)
         .await
         .with_context(|| format!("opening the store at {}", config.database_url_for_display()))?;
-    let okta = OktaClient::new(
+    let okta = OktaClient::with_credential(
         config.okta_org.clone(),
-        config.okta_api_token.clone(),
+        config.okta_credential.clone(),
         config.okta_timeout,
     )
-    .context("building the Okta HTTP client")?;
+    .context("building the Okta HTTP client")?
+    .with_pacing(config.okta_pacing);
     // A wrong master key (for example a new one created because the old
     // file is missing) would make every stored key unusable: refuse to start.
     if let Some((key_id, sealed)) = store.any_sealed_key().await.context("reading the store")?
@@ -88,7 +100,13 @@ pub async fn run(
         rotator.clone(),
         stop_rx.clone(),
     )
-    .with_key_delivery(config.deliver_private_keys);
+    .with_key_delivery(config.deliver_private_keys)
+    .with_policies(config.policies.clone());
+    log_policy(&config.policies);
+    // The guard stops the SIGHUP listener when this function returns.
+    let _reload_task = AbortOnDrop(tokio::spawn(
+        config.policies.clone().reload_on_hangup(stop_rx.clone()),
+    ));
     if config.deliver_private_keys {
         tracing::warn!(
             "key delivery is on: WatchRotations sends the private signing key of each watched app to every caller that asks for it"
@@ -99,6 +117,9 @@ pub async fn run(
     let rotation_task = AbortOnDrop(tokio::spawn(rotator.run(stop_rx)));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let health_service = health_service
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     health_reporter
         .set_serving::<RegistrarServer<RegistrarService>>()
         .await;
@@ -107,21 +128,23 @@ pub async fn run(
         .register_encoded_file_descriptor_set(registrar_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .context("building the reflection v1 service")?;
+        .context("building the reflection v1 service")?
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     // grpcurl 1.8 speaks only the v1alpha reflection protocol.
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(registrar_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .context("building the reflection v1alpha service")?;
+        .context("building the reflection v1alpha service")?
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
 
     let registrar = RegistrarServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
 
-    let address = listener
-        .local_addr()
-        .context("reading the listen address")?;
+    log_auth_settings(&config.auth);
     tracing::info!(%address, okta_org = %config.okta_org, "registrar serving");
 
     // In-flight requests get a grace period after the shutdown signal; past
@@ -135,12 +158,20 @@ pub async fn run(
         let _ = stop_tx.send(true);
         let _ = signalled_tx.send(());
     };
-    let serve = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.auth.tls {
+        server = server
+            .tls_config(tls.server_tls_config())
+            .context("configuring TLS")?;
+    }
+    let serve = server
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(AuthLayer::new(&config.auth))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(registrar)
+        // Okta calls see the caller's deadline, to fail fast on rate limits.
+        .add_service(okta::retry::WithDeadline(registrar))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
     let grace = config.shutdown_grace;
     let grace_expired = async move {
@@ -161,6 +192,41 @@ pub async fn run(
     drop(rotation_task);
     tracing::info!("registrar stopped");
     Ok(())
+}
+
+/// Logs how callers authenticate, and warns when they do not.
+fn log_auth_settings(auth: &AuthConfig) {
+    if auth.insecure_no_auth {
+        tracing::warn!(
+            "caller authentication is off (--insecure-no-auth): anyone who reaches the listen address can use the registrar's Okta credential; use this only for development"
+        );
+        return;
+    }
+    let bearer_callers = auth
+        .bearer_tokens
+        .as_ref()
+        .map_or(0, |tokens| tokens.callers().count());
+    tracing::info!(
+        tls = auth.tls.is_some(),
+        mtls = auth.verifies_client_certificates(),
+        bearer_callers,
+        public_reflection = auth.public_reflection,
+        max_concurrent_requests_per_caller = auth.max_concurrent_requests_per_caller,
+        "caller authentication on"
+    );
+}
+
+/// Logs which policy is in force.
+fn log_policy(policies: &policy::Policies) {
+    match policies.path() {
+        Some(path) => tracing::info!(
+            path = %path.display(),
+            "caller policy loaded; SIGHUP reloads it"
+        ),
+        None => {
+            tracing::warn!("no caller policy: every caller may call every RPC and manage every app")
+        }
+    }
 }
 
 /// Aborts a spawned task when dropped.

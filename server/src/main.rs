@@ -17,6 +17,7 @@ async fn main() -> std::process::ExitCode {
     let default_level = match cli.command {
         Command::Demo(_) => "warn",
         Command::Serve(_) => "info",
+        Command::HashToken(_) => "warn",
     };
     init_tracing(cli.log_format, default_level);
     match run(cli.command).await {
@@ -38,6 +39,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("--listen: cannot bind {listen}"))?;
             registrar_server::run(listener, config, shutdown_signal()).await
         }
+        Command::HashToken(args) => hash_token(&args.name),
         #[cfg(feature = "demo")]
         Command::Demo(args) => registrar_server::demo::run(args).await,
         #[cfg(not(feature = "demo"))]
@@ -45,6 +47,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             anyhow::bail!("this build has no demo; rebuild with the default \"demo\" feature")
         }
     }
+}
+
+/// Reads a token from standard input and prints its bearer token file
+/// entry. A trailing line break is not part of the token.
+fn hash_token(name: &str) -> anyhow::Result<()> {
+    let mut input = zeroize::Zeroizing::new(String::new());
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)
+        .context("reading the token from standard input")?;
+    let token = input.trim_end_matches(['\r', '\n']);
+    let entry = registrar_server::auth::token_file_entry(name, token)?;
+    print!("{entry}");
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat, default_level: &str) {

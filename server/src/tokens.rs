@@ -249,7 +249,10 @@ impl Tokens {
 
     /// Requests a new token from the token endpoint. Every attempt signs a
     /// new assertion (a new `jti`), and a DPoP-bound app sends a proof from
-    /// the first attempt on, retrying once with the server's nonce.
+    /// the first attempt on, retrying once with the server's nonce. A 429,
+    /// 5xx or transport failure is retried as the Okta client's retry
+    /// policy allows, also with a new assertion, because the Okta client
+    /// never resends a token request itself.
     async fn fetch(&self, client_id: &str, scopes: &[String]) -> Result<AccessToken, ServiceError> {
         let record = self.store.app(client_id).await?;
         let dpop_key = match &record {
@@ -276,7 +279,9 @@ impl Tokens {
             .lock()
             .expect("the nonce lock is never poisoned")
             .clone();
-        for attempt in 1..=2 {
+        let mut nonce_retried = false;
+        let mut failures = 0;
+        loop {
             let assertion = self.client_assertion(client_id).await?;
             let proof = match &dpop_key {
                 Some(key) => Some(sign::dpop_proof(
@@ -327,7 +332,7 @@ impl Tokens {
                     });
                 }
                 Err(error)
-                    if attempt == 1
+                    if !nonce_retried
                         && dpop_key.is_some()
                         && error
                             .oauth_error()
@@ -337,20 +342,53 @@ impl Tokens {
                         unreachable!("an OAuth error is an API error");
                     };
                     tracing::debug!(%client_id, "token endpoint asked for a DPoP nonce; retrying");
+                    nonce_retried = true;
                     nonce = dpop_nonce.clone();
                     *self
                         .dpop_nonce
                         .lock()
                         .expect("the nonce lock is never poisoned") = nonce.clone();
                 }
-                Err(error) => return Err(self.explain_token_error(client_id, scopes, error).await),
+                Err(error)
+                    if nonce_retried
+                        && error
+                            .oauth_error()
+                            .is_some_and(|(code, _)| code == "use_dpop_nonce") =>
+                {
+                    return Err(ServiceError::TokenRejected {
+                        client_id: client_id.to_string(),
+                        error: "use_dpop_nonce".into(),
+                        detail: "the token endpoint asked for a new DPoP nonce twice; retry later"
+                            .into(),
+                    });
+                }
+                Err(error) => {
+                    failures += 1;
+                    if let Some(wait) = self.retry_wait(&error, failures) {
+                        tracing::warn!(%client_id, retry = failures, wait_ms = wait.as_millis(), %error, "retrying token request with a new assertion");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    return Err(self.explain_token_error(client_id, scopes, error).await);
+                }
             }
         }
-        Err(ServiceError::TokenRejected {
-            client_id: client_id.to_string(),
-            error: "use_dpop_nonce".into(),
-            detail: "the token endpoint asked for a new DPoP nonce twice; retry later".into(),
-        })
+    }
+
+    /// Returns how long to wait before retry number `retry` of a failed
+    /// token request, or `None` when it must not be retried: the failure
+    /// is not retryable, the retry limit is reached, or the wait would pass
+    /// the call's deadline.
+    fn retry_wait(&self, error: &crate::okta::OktaError, retry: u32) -> Option<Duration> {
+        let policy = self.okta.retry_policy();
+        if !error.is_retryable() || retry > policy.max_retries {
+            return None;
+        }
+        let wait = match error.status() {
+            Some(429) => policy.after_rate_limit(error.retry_after().unwrap_or_default()),
+            _ => policy.backoff(retry),
+        };
+        (!crate::okta::retry::passes_deadline(wait)).then_some(wait)
     }
 
     /// Turns a token endpoint error into one whose message names the fix.

@@ -7,8 +7,18 @@ use std::fmt;
 pub const MAX_CLIENT_NAME_LEN: usize = 100;
 /// The maximum number of scope ids in one request.
 pub const MAX_SCOPES: usize = 50;
-const MAX_SCOPE_LEN: usize = 100;
-const MAX_CLIENT_ID_LEN: usize = 100;
+/// The maximum scope id length, in characters. Okta's scope ids, such as
+/// `okta.authorizationServers.manage` (32 characters), are far shorter.
+pub const MAX_SCOPE_ID_LEN: usize = 100;
+/// The maximum client id length, in characters. Okta's app ids, such as
+/// `0oa1b2c3d4e5f6g7h8i9`, have 20.
+pub const MAX_CLIENT_ID_LEN: usize = 100;
+/// The maximum `kid` length, in characters.
+pub const MAX_KID_LEN: usize = 255;
+/// The maximum length of a DPoP proof's resource URL, in bytes. 8 KiB is far
+/// more than resource URLs need, and keeps each proof small.
+pub const MAX_PROOF_URL_LEN: usize = 8192;
+const MAX_HTTP_METHOD_LEN: usize = 32;
 
 /// A request field that failed validation, with the reason and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +138,11 @@ pub fn client_id(id: &str) -> Result<(), InvalidArgument> {
             "is empty; pass the client_id that CreateServiceApp returned",
         ));
     }
-    if id.len() > MAX_CLIENT_ID_LEN || !id.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+    let length = id.chars().count();
+    if length > MAX_CLIENT_ID_LEN {
+        return Err(too_long(field, length, MAX_CLIENT_ID_LEN));
+    }
+    if !id.chars().all(|ch| ch.is_ascii_alphanumeric()) {
         return Err(InvalidArgument::new(
             field,
             format!(
@@ -178,13 +192,17 @@ pub fn scope_list(field: &str, ids: &[String]) -> Result<Vec<String>, InvalidArg
 /// Validates one scope id: dot-separated segments of letters, digits, `_` and
 /// `-`, at least two segments, as in `okta.users.read` or `ssf.read`.
 fn scope_id(field: &str, id: &str) -> Result<(), InvalidArgument> {
+    let length = id.chars().count();
+    if length > MAX_SCOPE_ID_LEN {
+        return Err(too_long(field, length, MAX_SCOPE_ID_LEN));
+    }
     let segments_ok = id.split('.').all(|segment| {
         !segment.is_empty()
             && segment
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
     });
-    if id.len() > MAX_SCOPE_LEN || !id.contains('.') || !segments_ok {
+    if !id.contains('.') || !segments_ok {
         return Err(InvalidArgument::new(
             field,
             format!(
@@ -201,7 +219,11 @@ fn scope_id(field: &str, id: &str) -> Result<(), InvalidArgument> {
 pub fn http_method(method: &str) -> Result<&str, InvalidArgument> {
     let token_char =
         |ch: char| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '-' || ch == '_';
-    if method.is_empty() || method.len() > 32 || !method.chars().all(token_char) {
+    let length = method.chars().count();
+    if length > MAX_HTTP_METHOD_LEN {
+        return Err(too_long("http_method", length, MAX_HTTP_METHOD_LEN));
+    }
+    if method.is_empty() || !method.chars().all(token_char) {
         return Err(InvalidArgument::new(
             "http_method",
             format!(
@@ -225,6 +247,15 @@ pub fn proof_url(input: &str) -> Result<String, InvalidArgument> {
             ),
         )
     };
+    if input.len() > MAX_PROOF_URL_LEN {
+        return Err(InvalidArgument::new(
+            "http_url",
+            format!(
+                "is {} bytes long; use at most {MAX_PROOF_URL_LEN}",
+                input.len()
+            ),
+        ));
+    }
     let mut url = url::Url::parse(input).map_err(|_| invalid())?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(invalid());
@@ -238,6 +269,31 @@ pub fn proof_url(input: &str) -> Result<String, InvalidArgument> {
     url.set_query(None);
     url.set_fragment(None);
     Ok(url.to_string())
+}
+
+/// Validates a key id in the named field: at most [`MAX_KID_LEN`]
+/// characters without control characters. Whether a kid may be empty is
+/// left to the caller, because some fields allow it.
+pub fn kid(field: &str, kid: &str) -> Result<(), InvalidArgument> {
+    let length = kid.chars().count();
+    if length > MAX_KID_LEN {
+        return Err(too_long(field, length, MAX_KID_LEN));
+    }
+    if kid.chars().any(char::is_control) {
+        return Err(InvalidArgument::new(
+            field,
+            "contains a control character; remove it",
+        ));
+    }
+    Ok(())
+}
+
+/// Builds the error of a value longer than its limit, naming both lengths.
+fn too_long(field: &str, length: usize, max: usize) -> InvalidArgument {
+    InvalidArgument::new(
+        field,
+        format!("is {length} characters long; use at most {max}"),
+    )
 }
 
 /// Shortens untrusted input before it is echoed in an error message.
@@ -326,6 +382,27 @@ mod tests {
         );
         assert!(http_method("get").is_err());
         assert!(http_method("").is_err());
+    }
+
+    #[test]
+    fn kid_rules() {
+        assert!(kid("kid", "").is_ok());
+        assert!(kid("kid", &"k".repeat(MAX_KID_LEN)).is_ok());
+        let err = kid("kid", &"k".repeat(MAX_KID_LEN + 1)).expect_err("long");
+        assert_eq!(err.field, "kid");
+        assert!(err.message.contains("is 256 characters long"), "{err}");
+        assert_eq!(kid("kid", "a\nb").expect_err("control").field, "kid");
+    }
+
+    #[test]
+    fn length_errors_name_size_and_limit() {
+        let err = client_id(&"a".repeat(101)).expect_err("long client id");
+        assert_eq!(err.message, "is 101 characters long; use at most 100");
+        let err = scope_ids(&[format!("okta.{}", "a".repeat(96))]).expect_err("long scope");
+        assert_eq!(err.field, "scope_ids[0]");
+        assert_eq!(err.message, "is 101 characters long; use at most 100");
+        let err = http_method(&"A".repeat(33)).expect_err("long method");
+        assert_eq!(err.message, "is 33 characters long; use at most 32");
     }
 
     #[test]

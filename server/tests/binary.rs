@@ -75,7 +75,7 @@ async fn serve_works_logs_no_secret_and_stops_on_sigterm() {
     let (_emulator, org_url) = start_emulator().await;
     let data_dir = tempfile::tempdir().expect("temporary directory");
     let mut child = Command::new(REGISTRAR)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth"])
         .env("OKTA_ORG_URL", &org_url)
         .env("OKTA_API_TOKEN", API_TOKEN)
         .env("REGISTRAR_DATA_DIR", data_dir.path())
@@ -262,6 +262,94 @@ async fn bad_configuration_names_the_option() {
     }
 }
 
+/// Runs `registrar serve` with a valid Okta setting and these extra
+/// arguments and environment variables, and returns its standard error.
+/// The run must fail.
+async fn serve_error(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = Command::new(REGISTRAR)
+        .args(["serve", "--okta-org-url", "https://example.okta.com"])
+        .args(args)
+        .env("OKTA_API_TOKEN", "x")
+        .env_remove("OKTA_ORG_URL")
+        .env_remove("REGISTRAR_INSECURE_NO_AUTH")
+        .env_remove("REGISTRAR_BEARER_TOKENS_FILE")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("registrar runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{args:?} succeeded: {stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn serve_without_authentication_lists_choices() {
+    let stderr = serve_error(&[], &[]).await;
+    for choice in [
+        "--client-ca-file",
+        "--bearer-tokens-file",
+        "--insecure-no-auth",
+    ] {
+        assert!(stderr.contains(choice), "{choice} missing: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn insecure_off_loopback_is_rejected() {
+    let stderr = serve_error(
+        &["--listen", "0.0.0.0:0"],
+        &[("REGISTRAR_INSECURE_NO_AUTH", "true")],
+    )
+    .await;
+    assert!(stderr.contains("--insecure-no-auth"), "{stderr}");
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_token_file_names_the_line() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("tokens.toml");
+    let token = "plain-token-0123456789abcdef0123456789";
+    let digest = "0".repeat(64);
+    std::fs::write(
+        &path,
+        format!(
+            "[[caller]]\nname = \"billing\"\ntoken_sha256 = \"{digest}\"\n\n[[caller]]\nname = \"audit\"\ntoken_sha256 = \"{token}\"\n"
+        ),
+    )
+    .expect("write token file");
+    let path = path.to_str().expect("UTF-8 path");
+    let stderr = serve_error(&["--bearer-tokens-file", path], &[]).await;
+    assert!(stderr.contains("--bearer-tokens-file"), "{stderr}");
+    assert!(stderr.contains("line 7"), "{stderr}");
+    assert!(stderr.contains("\"audit\""), "{stderr}");
+    assert!(stderr.contains("registrar hash-token"), "{stderr}");
+    assert!(!stderr.contains(token), "the token appears: {stderr}");
+}
+
+#[tokio::test]
+async fn hash_token_prints_an_entry() {
+    let token = "0123456789abcdef0123456789abcdef-billing";
+    let mut child = Command::new(REGISTRAR)
+        .args(["hash-token", "--name", "billing"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("registrar starts");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, format!("{token}\n").as_bytes())
+        .await
+        .expect("write the token");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("hash-token finishes");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(!stdout.contains(token), "{stdout}");
+    let tokens = registrar_server::auth::BearerTokens::parse(&stdout).expect("entry parses");
+    assert_eq!(tokens.verify(token), Some("billing"));
+}
+
 #[tokio::test]
 async fn demo_prints_client_id_and_two_grants() {
     let output = tokio::time::timeout(
@@ -313,6 +401,7 @@ async fn shutdown_grace_bounds_a_hanging_okta_call() {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--insecure-no-auth",
             "--shutdown-grace-secs",
             "1",
             "--okta-timeout-secs",
@@ -357,4 +446,59 @@ async fn shutdown_grace_bounds_a_hanging_okta_call() {
     );
     let result = in_flight.await.expect("task");
     assert!(result.is_err(), "the hanging request cannot succeed");
+}
+
+/// Writes a bearer token file with one caller, for runs that need caller
+/// authentication to get as far as the policy.
+fn token_file(dir: &std::path::Path) -> String {
+    let entry = registrar_server::auth::token_file_entry(
+        "billing",
+        "billing-token-0123456789abcdef0123456789abcdef",
+    )
+    .expect("valid entry");
+    let path = dir.join("tokens.toml");
+    std::fs::write(&path, entry).expect("write token file");
+    path.to_str().expect("UTF-8 path").to_string()
+}
+
+#[tokio::test]
+async fn authentication_without_policy_is_rejected() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let tokens = token_file(dir.path());
+    let stderr = serve_error(
+        &["--listen", "127.0.0.1:0", "--bearer-tokens-file", &tokens],
+        &[],
+    )
+    .await;
+    assert!(stderr.contains("--policy-file"), "{stderr}");
+    assert!(stderr.contains("Caller policy"), "{stderr}");
+}
+
+#[tokio::test]
+async fn bad_policy_file_names_the_key() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let tokens = token_file(dir.path());
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[caller]]\nid = \"billing\"\noperations = [\"read\"]\nscopes = [\"okta.users*\"]\n",
+    )
+    .expect("write policy");
+    let policy = policy.to_str().expect("UTF-8 path");
+    let stderr = serve_error(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--bearer-tokens-file",
+            &tokens,
+            "--policy-file",
+            policy,
+        ],
+        &[],
+    )
+    .await;
+    assert!(stderr.contains("--policy-file"), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+    assert!(stderr.contains("scopes"), "{stderr}");
+    assert!(stderr.contains("okta.users.*"), "{stderr}");
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: an Okta emulator and a registrar
 //! server, both on `127.0.0.1:0` in this process, and a gRPC client.
 
+pub mod oauth;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,8 +12,10 @@ use registrar_api::v1::{
     CreateServiceAppRequest, Jwk, Jwks, create_service_app_request::KeySource,
 };
 use registrar_server::ServerConfig;
+use registrar_server::auth::AuthConfig;
 use registrar_server::config::{DEFAULT_ASSERTION_LIFETIME, DEFAULT_SHUTDOWN_GRACE};
 use registrar_server::keys::master::MasterKey;
+use registrar_server::okta::OktaCredential;
 use registrar_server::org::OrgUrl;
 use registrar_server::rotation::RotationSettings;
 use registrar_server::secret::Secret;
@@ -52,6 +56,10 @@ pub struct Options {
     /// The token the registrar sends, which may differ from the emulator's
     /// to test a rejected credential.
     pub registrar_token: String,
+    /// When set, the registrar authenticates to Okta as this OAuth service
+    /// app, which the harness registers in the emulator, instead of with
+    /// the API token.
+    pub registrar_app: Option<oauth::RegistrarApp>,
     /// When set, the registrar talks to this org URL instead of the emulator.
     pub org_url_override: Option<String>,
     /// The lifetime of client assertions.
@@ -68,6 +76,15 @@ pub struct Options {
     pub master_key: Option<MasterKey>,
     /// Whether WatchRotations delivers private keys to callers that ask.
     pub deliver_private_keys: bool,
+    /// Caller authentication: none, on loopback, unless a test sets it.
+    /// With TLS on, [`TestEnv::client`] cannot connect, so such a test
+    /// builds its own clients on [`TestEnv::address`].
+    pub auth: AuthConfig,
+    /// The registrar's share of Okta's rate limits, and its retries.
+    pub okta_pacing: registrar_server::okta::PacingSettings,
+    /// The caller policy; every caller may do everything unless a test
+    /// sets one.
+    pub policies: registrar_server::policy::Policies,
 }
 
 impl Default for Options {
@@ -75,6 +92,7 @@ impl Default for Options {
         Self {
             emulator: okta_emulator::Config::new(API_TOKEN),
             registrar_token: API_TOKEN.to_string(),
+            registrar_app: None,
             org_url_override: None,
             assertion_lifetime: DEFAULT_ASSERTION_LIFETIME,
             rotation: RotationSettings {
@@ -85,6 +103,15 @@ impl Default for Options {
             data_dir: None,
             master_key: None,
             deliver_private_keys: false,
+            auth: AuthConfig::insecure_loopback(),
+            // The registrar is the emulator's only client, so it may use
+            // whole buckets; half of the default budgets would make the
+            // fleet tests wait for a new one-minute window.
+            okta_pacing: registrar_server::okta::PacingSettings {
+                rate_share: 1.0,
+                ..registrar_server::okta::PacingSettings::default()
+            },
+            policies: registrar_server::policy::Policies::allow_all(),
         }
     }
 }
@@ -118,18 +145,25 @@ impl TestEnv {
             .clone()
             .unwrap_or_else(|| data_dir.path().to_path_buf());
         let master_key = options.master_key.clone().unwrap_or_else(MasterKey::random);
+        let okta_credential = match &options.registrar_app {
+            Some(app) => oauth::register_registrar_app(&emulator, &org_url, app).await,
+            None => OktaCredential::ApiToken(Secret::new(options.registrar_token)),
+        };
         let config = ServerConfig {
             okta_org: OrgUrl::parse(&registrar_org).expect("valid org URL"),
-            okta_api_token: Secret::new(options.registrar_token),
+            okta_credential,
             database_url: format!("sqlite://{}/registrar.db", store_dir.display()),
             // The server's default: under load on two cores, a shorter limit
             // can cut off a create that the emulator has committed.
             okta_timeout: Duration::from_secs(30),
+            okta_pacing: options.okta_pacing,
             master_key: master_key.clone(),
             assertion_lifetime: options.assertion_lifetime,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             rotation: options.rotation,
             deliver_private_keys: options.deliver_private_keys,
+            auth: options.auth,
+            policies: options.policies,
         };
         let (registrar_stop, server, address, client) = start_registrar(config.clone()).await;
         drop(stop_rx);
@@ -238,12 +272,23 @@ async fn start_registrar(config: ServerConfig) -> Registrar {
     let (stop, stop_rx) = watch::channel(false);
     let listener = bind().await;
     let address = listener.local_addr().expect("bound address");
+    let tls = config.auth.tls.is_some();
     let server = tokio::spawn(registrar_server::run(listener, config, stopped(stop_rx)));
     // The listener is bound, so connecting succeeds at once; the first
-    // request waits until the server accepts.
-    let client = RegistrarClient::connect(format!("http://{address}"))
-        .await
-        .expect("registrar accepts connections");
+    // request waits until the server accepts. A plaintext handshake with a
+    // TLS server fails, so that client connects lazily and stays unused.
+    let endpoint = format!("http://{address}");
+    let client = if tls {
+        RegistrarClient::new(
+            Channel::from_shared(endpoint)
+                .expect("valid endpoint")
+                .connect_lazy(),
+        )
+    } else {
+        RegistrarClient::connect(endpoint)
+            .await
+            .expect("registrar accepts connections")
+    };
     (stop, server, address, client)
 }
 

@@ -5,8 +5,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use registrar_api::v1::{
-    CreateServiceAppRequest, GenerateKey, GetServiceAppRequest, GrantScopesRequest, Jwk, Jwks,
-    ListServiceAppsRequest, RevokeScopesRequest, create_service_app_request::KeySource,
+    CreateServiceAppRequest, GenerateKey, GetAccessTokenRequest, GetServiceAppRequest,
+    GrantScopesRequest, Jwk, Jwks, ListServiceAppsRequest, RegisterServiceRequest,
+    RetireKeyRequest, RevokeScopesRequest, SignDpopProofRequest,
+    create_service_app_request::KeySource,
 };
 use registrar_tests::{Options, TestEnv, sample_jwks};
 use tonic::Code;
@@ -170,6 +172,191 @@ async fn create_rejects_bad_input_before_okta() {
         "{}",
         status.message()
     );
+    env.stop().await;
+}
+
+/// Checks that a status is `INVALID_ARGUMENT` for `field` and that its
+/// message contains every one of `parts`, such as the size and the limit.
+fn assert_limit(case: &str, status: &tonic::Status, field: &str, parts: &[&str]) {
+    assert_eq!(
+        status.code(),
+        Code::InvalidArgument,
+        "{case}: {}",
+        status.message()
+    );
+    assert!(
+        status.message().starts_with(&format!("{field}: ")),
+        "{case}: {}",
+        status.message()
+    );
+    for part in parts {
+        assert!(
+            status.message().contains(part),
+            "{case}: {:?} lacks {part:?}",
+            status.message()
+        );
+    }
+}
+
+#[tokio::test]
+async fn limits_name_field_size_and_maximum() {
+    let env = TestEnv::start().await;
+    let mut client = env.client.clone();
+    let scopes = |count: usize| vec!["okta.users.read".to_string(); count];
+
+    let status = client
+        .create_service_app(with_keys(vec![sample_key(); 51]))
+        .await
+        .expect_err("51 keys");
+    assert_limit(
+        "51 keys",
+        &status,
+        "jwks.keys",
+        &["has 51 keys", "at most 50"],
+    );
+
+    let status = client
+        .create_service_app(CreateServiceAppRequest {
+            client_name: "n".repeat(101),
+            ..with_keys(vec![sample_key()])
+        })
+        .await
+        .expect_err("long name");
+    let parts = ["is 101 characters long", "at most 100"];
+    assert_limit("long name", &status, "client_name", &parts);
+
+    let status = client
+        .register_service(RegisterServiceRequest {
+            service_name: "n".repeat(101),
+            scope_ids: scopes(1),
+            ..RegisterServiceRequest::default()
+        })
+        .await
+        .expect_err("long service name");
+    assert_limit("long service name", &status, "service_name", &parts);
+
+    let status = client
+        .grant_scopes(GrantScopesRequest {
+            client_id: "0oa1".into(),
+            scope_ids: scopes(51),
+            issuer: String::new(),
+        })
+        .await
+        .expect_err("51 scopes");
+    let parts = ["has 51 entries", "at most 50"];
+    assert_limit("51 scopes", &status, "scope_ids", &parts);
+
+    let status = client
+        .get_access_token(GetAccessTokenRequest {
+            client_id: "0oa1".into(),
+            scopes: scopes(51),
+            force_refresh: false,
+        })
+        .await
+        .expect_err("51 token scopes");
+    assert_limit("51 token scopes", &status, "scopes", &parts);
+
+    let status = client
+        .register_service(RegisterServiceRequest {
+            service_name: "limits".into(),
+            scope_ids: scopes(51),
+            ..RegisterServiceRequest::default()
+        })
+        .await
+        .expect_err("51 register scopes");
+    assert_limit("51 register scopes", &status, "scope_ids", &parts);
+
+    let status = client
+        .grant_scopes(GrantScopesRequest {
+            client_id: "0oa1".into(),
+            scope_ids: vec![format!("okta.{}", "s".repeat(96))],
+            issuer: String::new(),
+        })
+        .await
+        .expect_err("long scope id");
+    let parts = ["is 101 characters long", "at most 100"];
+    assert_limit("long scope id", &status, "scope_ids[0]", &parts);
+
+    let status = client
+        .get_service_app(GetServiceAppRequest {
+            client_id: "0".repeat(101),
+        })
+        .await
+        .expect_err("long client id");
+    assert_limit("long client id", &status, "client_id", &parts);
+
+    let status = client
+        .list_service_apps(ListServiceAppsRequest {
+            page_size: 201,
+            ..ListServiceAppsRequest::default()
+        })
+        .await
+        .expect_err("page size");
+    assert_limit("page size", &status, "page_size", &["201", "1 to 200"]);
+
+    let status = client
+        .list_service_apps(ListServiceAppsRequest {
+            page_token: "A".repeat(3000),
+            ..ListServiceAppsRequest::default()
+        })
+        .await
+        .expect_err("long page token");
+    let parts = ["is 3000 bytes long", "2048 bytes"];
+    assert_limit("long page token", &status, "page_token", &parts);
+
+    let status = client
+        .retire_key(RetireKeyRequest {
+            client_id: "0oa1".into(),
+            kid: "k".repeat(256),
+        })
+        .await
+        .expect_err("long kid");
+    let parts = ["is 256 characters long", "at most 255"];
+    assert_limit("long kid", &status, "kid", &parts);
+
+    let status = client
+        .create_service_app(with_keys(vec![Jwk {
+            kid: "k".repeat(256),
+            ..sample_key()
+        }]))
+        .await
+        .expect_err("long JWK kid");
+    assert_limit("long JWK kid", &status, "jwks.keys[0].kid", &parts);
+
+    let status = client
+        .sign_dpop_proof(SignDpopProofRequest {
+            client_id: "0oa1".into(),
+            http_method: "GET".into(),
+            http_url: format!("https://api.example/{}", "p".repeat(8200)),
+            access_token: "token".into(),
+            nonce: String::new(),
+        })
+        .await
+        .expect_err("long URL");
+    let parts = ["is 8220 bytes long", "at most 8192"];
+    assert_limit("long URL", &status, "http_url", &parts);
+
+    // A huge invalid value comes back shortened, not whole.
+    let status = client
+        .create_service_app(with_keys(vec![Jwk {
+            kty: "K".repeat(100_000),
+            ..sample_key()
+        }]))
+        .await
+        .expect_err("huge kty");
+    assert_limit(
+        "huge kty",
+        &status,
+        "jwks.keys[0].kty",
+        &["not a supported key type"],
+    );
+    assert!(
+        status.message().len() < 300,
+        "{} bytes of message",
+        status.message().len()
+    );
+
+    assert!(env.okta_requests().is_empty(), "{:?}", env.okta_requests());
     env.stop().await;
 }
 

@@ -464,6 +464,25 @@ async fn cached_tokens_end_with_deletion_and_grant_changes() {
     assert!(!full.cached, "a grant change must not serve the old token");
     assert_eq!(full.scopes.len(), 2, "{:?}", full.scopes);
 
+    // Granting what is granted already changes nothing, so the cached
+    // token stays in use and Okta gets no new token request.
+    let token_requests = env.count_requests("POST", "/oauth2/v1/token");
+    grant(&env, &app.client_id, &both).await;
+    let again = client
+        .get_access_token(token_request(&app.client_id, &both, false))
+        .await
+        .expect("token")
+        .into_inner();
+    assert!(
+        again.cached,
+        "a grant call that changed nothing kept the token"
+    );
+    assert_eq!(again.access_token, full.access_token);
+    assert_eq!(
+        env.count_requests("POST", "/oauth2/v1/token"),
+        token_requests
+    );
+
     // A deleted app gets no token, cached or not.
     client
         .delete_service_app(registrar_api::v1::DeleteServiceAppRequest {

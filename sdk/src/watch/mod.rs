@@ -15,13 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use registrar_api::v1::registrar_client::RegistrarClient;
 use registrar_api::v1::{AppKeyState, WatchRotationsResponse};
 use tokio::sync::watch;
 use tonic::Status;
-use tonic::transport::Channel;
 
-use crate::Error;
+use crate::{Error, RawClient};
 
 mod task;
 #[cfg(test)]
@@ -57,7 +55,7 @@ pub struct WatchStats {
 /// The shared state of one client's watch, and the client that the
 /// background task streams with.
 pub(crate) struct WatchHub {
-    client: RegistrarClient<Channel>,
+    client: RawClient,
     state: Mutex<HubState>,
     /// Notified after every change of `state` that a waiter can act on.
     changed: watch::Sender<()>,
@@ -106,7 +104,7 @@ impl fmt::Debug for WatchHub {
 }
 
 impl WatchHub {
-    pub(crate) fn new(client: RegistrarClient<Channel>) -> Arc<Self> {
+    pub(crate) fn new(client: RawClient) -> Arc<Self> {
         Arc::new(Self {
             client,
             state: Mutex::new(HubState::default()),

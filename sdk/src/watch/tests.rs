@@ -5,10 +5,9 @@ use std::time::Duration;
 use registrar_api::v1::registrar_client::RegistrarClient;
 use registrar_api::v1::{AppKeyState, RotationPhase, WatchRotationsResponse};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use super::{HubState, WatchHub};
-use crate::Error;
+use crate::{Credentials, Error, RawClient};
 
 fn app_state(client_id: &str, revision: u64, signing_kid: &str) -> AppKeyState {
     AppKeyState {
@@ -96,7 +95,7 @@ fn apply_skips_apps_not_requested() {
 }
 
 /// Returns a channel to a local port that nothing listens on.
-async fn closed_port_client() -> RegistrarClient<Channel> {
+async fn closed_port_client() -> RawClient {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
@@ -105,7 +104,7 @@ async fn closed_port_client() -> RegistrarClient<Channel> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .expect("valid endpoint")
         .connect_lazy();
-    RegistrarClient::new(channel)
+    RegistrarClient::with_interceptor(channel, Credentials::default())
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! Private key bytes live only in [`KeyPair`] (zeroized on drop, redacted
 //! `Debug`) and, encrypted, in the store.
 
+pub mod import;
 pub mod master;
 pub mod sign;
 

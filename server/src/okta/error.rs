@@ -119,6 +119,20 @@ pub enum OktaError {
         #[source]
         source: reqwest::Error,
     },
+    /// The registrar's share of a rate-limit bucket is spent, and the
+    /// window resets after the gRPC call's deadline.
+    #[error(
+        "the registrar's share of Okta's rate limit for {bucket} is spent ({operation}); retry after {} s",
+        retry_after.as_secs().max(1)
+    )]
+    RateLimited {
+        /// The operation, such as `create client`.
+        operation: &'static str,
+        /// The bucket, named by Okta's path pattern.
+        bucket: &'static str,
+        /// How long until the bucket has room again.
+        retry_after: Duration,
+    },
     /// Okta responded with an error status.
     #[error("Okta rejected {operation} with HTTP {status}: {body}")]
     Api {
@@ -135,6 +149,22 @@ pub enum OktaError {
         retry_after: Option<Duration>,
         /// The `DPoP-Nonce` header, which a `use_dpop_nonce` error carries.
         dpop_nonce: Option<String>,
+        /// The `WWW-Authenticate` header, which names the missing scope of
+        /// an access token.
+        www_authenticate: Option<String>,
+    },
+    /// Okta denied the registrar's own OAuth credential, or the credential
+    /// could not be used; `detail` names the missing scope or admin role.
+    #[error("Okta denied the registrar's own credential ({operation}): {detail}")]
+    Credential {
+        /// The operation, such as `grant scope`.
+        operation: &'static str,
+        /// The HTTP status of Okta's answer, if there was one.
+        status: Option<u16>,
+        /// What is missing, and the fix.
+        detail: String,
+        /// Okta's `X-Okta-Request-Id`, for support cases.
+        request_id: Option<String>,
     },
     /// Okta answered with success, but the body was not what its API
     /// documents.
@@ -161,6 +191,7 @@ impl OktaError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Api { status, .. } => Some(*status),
+            Self::Credential { status, .. } => *status,
             _ => None,
         }
     }
@@ -186,6 +217,57 @@ impl OktaError {
             },
             _ => None,
         }
+    }
+
+    /// Returns Okta's `X-Okta-Request-Id` of an error answer.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Api { request_id, .. } | Self::Credential { request_id, .. } => {
+                request_id.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// Returns whether a later attempt may succeed: a rate limit, a 5xx
+    /// answer or a transport failure.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport { .. } | Self::RateLimited { .. } => true,
+            Self::Api { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Returns whether Okta may have applied the failed request: its
+    /// response was lost in transport, or Okta answered with a 5xx status.
+    /// A 429, a 4xx answer or a failure to connect prove that it did not.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            Self::Transport { source, .. } => !source.is_connect(),
+            Self::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Returns how long the caller should wait before retrying, for
+    /// retryable errors whose wait is known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            Self::Transport { .. } => Some(super::transport::UNAVAILABLE_RETRY_DELAY),
+            _ => None,
+        }
+    }
+
+    /// Sets the wait that [`OktaError::retry_after`] returns on an error
+    /// answer; other errors are returned unchanged.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        if let Self::Api { retry_after, .. } = &mut self {
+            *retry_after = Some(wait);
+        }
+        self
     }
 
     /// Returns whether Okta found fault with the request itself (HTTP 400),

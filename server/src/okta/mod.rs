@@ -1,26 +1,42 @@
 //! The Okta REST client: the only module that talks HTTP to Okta.
 //!
-//! It owns the `reqwest` client, timeouts, the `Authorization: SSWS` header,
-//! lenient decoding of Okta's JSON, both of Okta's error formats and `Link`
-//! pagination.
+//! It owns the `reqwest` client, timeouts, the `Authorization` header (an
+//! API token, or an OAuth access token, see [`credential`]),
+//! rate-limit pacing and retries, lenient decoding of Okta's JSON, both of
+//! Okta's error formats and `Link` pagination.
 
+pub mod credential;
 mod error;
 mod link;
 pub mod model;
+pub mod ratelimit;
+pub mod request_ids;
+pub mod retry;
+mod transport;
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use reqwest::header::{ACCEPT, HeaderMap, LINK};
+use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use url::Url;
 
+pub use credential::{ClientBuildError, OAuthCredential, OktaCredential};
 pub use error::{ErrorBody, OktaError};
 use model::{App, NewClient, NewGrant, RegisteredClient, ScopeGrant, TokenResponse};
+use ratelimit::Pacer;
+use retry::RetryPolicy;
+use transport::Replay;
+pub use transport::UNAVAILABLE_RETRY_DELAY;
 
 use crate::org::OrgUrl;
 use crate::secret::Secret;
+
+/// The operation name of token requests, which authenticate with their
+/// client assertion and never carry the registrar's management credential,
+/// whichever token endpoint they go to.
+pub(super) const TOKEN_REQUEST: &str = "token request";
 
 /// The largest page size Okta accepts on its list endpoints.
 pub const MAX_PAGE_SIZE: u32 = 200;
@@ -40,17 +56,62 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// A client for one Okta org, authenticated with an API token.
+/// The default share of each rate-limit bucket that the registrar uses:
+/// half, the share Okta grants one API token by default.
+pub const DEFAULT_RATE_SHARE: f64 = 0.5;
+
+/// How the client paces and retries its requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacingSettings {
+    /// The share of each rate-limit bucket the registrar may use per
+    /// window, above 0 and at most 1.
+    pub rate_share: f64,
+    /// When and how often failed requests are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Default for PacingSettings {
+    fn default() -> Self {
+        Self {
+            rate_share: DEFAULT_RATE_SHARE,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A client for one Okta org, authenticated with an API token or an OAuth
+/// access token. Clones share the rate-limit state and the access token.
 #[derive(Debug, Clone)]
 pub struct OktaClient {
     http: reqwest::Client,
     org: OrgUrl,
-    api_token: Secret,
+    authorizer: credential::Authorizer,
+    pacer: Pacer,
+    retry: RetryPolicy,
 }
 
 impl OktaClient {
-    /// Builds a client for the org. `timeout` bounds each whole request.
+    /// Builds a client for the org with the default [`PacingSettings`].
+    /// `timeout` bounds each attempt of a request.
     pub fn new(org: OrgUrl, api_token: Secret, timeout: Duration) -> Result<Self, reqwest::Error> {
+        Self::build(org, credential::Authorizer::ApiToken(api_token), timeout)
+    }
+
+    /// Builds a client for the org that authenticates with `credential`.
+    pub fn with_credential(
+        org: OrgUrl,
+        credential: OktaCredential,
+        timeout: Duration,
+    ) -> Result<Self, ClientBuildError> {
+        let authorizer = credential::Authorizer::new(credential)?;
+        Ok(Self::build(org, authorizer, timeout)?)
+    }
+
+    fn build(
+        org: OrgUrl,
+        authorizer: credential::Authorizer,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("registrar/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -60,11 +121,27 @@ impl OktaClient {
             // elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let pacing = PacingSettings::default();
         Ok(Self {
             http,
             org,
-            api_token,
+            authorizer,
+            pacer: Pacer::new(pacing.rate_share),
+            retry: pacing.retry,
         })
+    }
+
+    /// Replaces the pacing and retry settings. Call it before cloning the
+    /// client, because it starts a new rate-limit state.
+    pub fn with_pacing(mut self, pacing: PacingSettings) -> Self {
+        self.pacer = Pacer::new(pacing.rate_share);
+        self.retry = pacing.retry;
+        self
+    }
+
+    /// Returns the retry settings, for callers that retry themselves.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     /// Returns the org URL, without a trailing slash.
@@ -78,7 +155,9 @@ impl OktaClient {
         let request = self
             .request(Method::POST, &["oauth2", "v1", "clients"])
             .json(body);
-        let response = self.send(operation, request).await?;
+        let response = self
+            .call(operation, Replay::OnlyIfNotApplied, request)
+            .await?;
         decode(operation, response).await
     }
 
@@ -86,7 +165,7 @@ impl OktaClient {
     pub async fn get_app(&self, app_id: &str) -> Result<App, OktaError> {
         let operation = "get app";
         let request = self.request(Method::GET, &["api", "v1", "apps", app_id]);
-        let response = self.send(operation, request).await?;
+        let response = self.call(operation, Replay::Safe, request).await?;
         decode(operation, response).await
     }
 
@@ -177,7 +256,7 @@ impl OktaClient {
         url: Url,
     ) -> Result<Page<App>, OktaError> {
         let request = self.authorized(self.http.get(url));
-        let response = self.send(operation, request).await?;
+        let response = self.call(operation, Replay::Safe, request).await?;
         let next = self.next_page(operation, response.headers())?;
         let values: Vec<serde_json::Value> = decode(operation, response).await?;
         let items = decode_each(operation, values);
@@ -189,21 +268,21 @@ impl OktaClient {
         let operation = "deactivate app";
         let path = ["api", "v1", "apps", app_id, "lifecycle", "deactivate"];
         let request = self.request(Method::POST, &path);
-        self.send(operation, request).await.map(drop)
+        self.call(operation, Replay::Safe, request).await.map(drop)
     }
 
     /// Deletes an inactive app.
     pub async fn delete_app(&self, app_id: &str) -> Result<(), OktaError> {
         let operation = "delete app";
         let request = self.request(Method::DELETE, &["api", "v1", "apps", app_id]);
-        self.send(operation, request).await.map(drop)
+        self.call(operation, Replay::Safe, request).await.map(drop)
     }
 
     /// Lists an app's scope grants. Okta does not paginate this list.
     pub async fn list_grants(&self, app_id: &str) -> Result<Vec<ScopeGrant>, OktaError> {
         let operation = "list grants";
         let request = self.request(Method::GET, &["api", "v1", "apps", app_id, "grants"]);
-        let response = self.send(operation, request).await?;
+        let response = self.call(operation, Replay::Safe, request).await?;
         let values: Vec<serde_json::Value> = decode(operation, response).await?;
         Ok(decode_each(operation, values))
     }
@@ -222,7 +301,9 @@ impl OktaClient {
         let request = self
             .request(Method::POST, &["api", "v1", "apps", app_id, "grants"])
             .json(&body);
-        let response = self.send(operation, request).await?;
+        let response = self
+            .call(operation, Replay::OnlyIfNotApplied, request)
+            .await?;
         decode(operation, response).await
     }
 
@@ -231,7 +312,7 @@ impl OktaClient {
         let operation = "revoke grant";
         let path = ["api", "v1", "apps", app_id, "grants", grant_id];
         let request = self.request(Method::DELETE, &path);
-        self.send(operation, request).await.map(drop)
+        self.call(operation, Replay::Safe, request).await.map(drop)
     }
 
     /// Adds a public key to an app (`POST /api/v1/apps/{id}/credentials/jwks`)
@@ -244,7 +325,9 @@ impl OktaClient {
         let operation = "add app key";
         let path = ["api", "v1", "apps", app_id, "credentials", "jwks"];
         let request = self.request(Method::POST, &path).json(key);
-        let response = self.send(operation, request).await?;
+        let response = self
+            .call(operation, Replay::OnlyIfNotApplied, request)
+            .await?;
         decode(operation, response).await
     }
 
@@ -255,7 +338,7 @@ impl OktaClient {
         let operation = "list app keys";
         let path = ["api", "v1", "apps", app_id, "credentials", "jwks"];
         let request = self.request(Method::GET, &path);
-        let response = self.send(operation, request).await?;
+        let response = self.call(operation, Replay::Safe, request).await?;
         let body: serde_json::Value = decode(operation, response).await?;
         let keys = match body {
             serde_json::Value::Array(keys) => Some(keys),
@@ -292,7 +375,7 @@ impl OktaClient {
             "deactivate",
         ];
         let request = self.request(Method::POST, &path);
-        self.send(operation, request).await.map(drop)
+        self.call(operation, Replay::Safe, request).await.map(drop)
     }
 
     /// Deletes one of an app's inactive keys by Okta's key id.
@@ -300,7 +383,7 @@ impl OktaClient {
         let operation = "delete app key";
         let path = ["api", "v1", "apps", app_id, "credentials", "jwks", key_id];
         let request = self.request(Method::DELETE, &path);
-        self.send(operation, request).await.map(drop)
+        self.call(operation, Replay::Safe, request).await.map(drop)
     }
 
     /// Fetches one app as raw JSON, for a full replacement with
@@ -308,7 +391,7 @@ impl OktaClient {
     pub async fn get_app_json(&self, app_id: &str) -> Result<serde_json::Value, OktaError> {
         let operation = "get app";
         let request = self.request(Method::GET, &["api", "v1", "apps", app_id]);
-        let response = self.send(operation, request).await?;
+        let response = self.call(operation, Replay::Safe, request).await?;
         decode(operation, response).await
     }
 
@@ -323,7 +406,7 @@ impl OktaClient {
         let request = self
             .request(Method::PUT, &["api", "v1", "apps", app_id])
             .json(app);
-        self.send(operation, request).await.map(drop)
+        self.call(operation, Replay::Safe, request).await.map(drop)
     }
 
     /// Posts a form to an OAuth token endpoint, with a DPoP proof header when
@@ -335,7 +418,7 @@ impl OktaClient {
         form: &[(&str, &str)],
         dpop_proof: Option<&str>,
     ) -> Result<TokenResponse, OktaError> {
-        let operation = "token request";
+        let operation = TOKEN_REQUEST;
         let mut request = self
             .http
             .post(token_endpoint.clone())
@@ -344,7 +427,7 @@ impl OktaClient {
         if let Some(proof) = dpop_proof {
             request = request.header("DPoP", proof);
         }
-        let response = self.send(operation, request).await?;
+        let response = self.call(operation, Replay::Never, request).await?;
         decode(operation, response).await
     }
 
@@ -363,53 +446,28 @@ impl OktaClient {
         self.authorized(self.http.request(method, self.url(segments)))
     }
 
+    /// Adds `Accept`; each attempt gets `Authorization` from
+    /// [`OktaClient::authorize_attempt`].
     fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
-        request
-            .header(ACCEPT, "application/json")
-            .header(AUTHORIZATION, format!("SSWS {}", self.api_token.expose()))
+        request.header(ACCEPT, "application/json")
     }
 
-    /// Sends a request and turns every non-2xx response into an error.
-    async fn send(
+    /// Builds a request and sends it with [`OktaClient::send`].
+    async fn call(
         &self,
         operation: &'static str,
+        replay: Replay,
         request: RequestBuilder,
     ) -> Result<Response, OktaError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|source| OktaError::Transport {
-                operation,
-                source: source.without_url(),
-            })?;
-        let status = response.status();
-        let request_id = header_str(response.headers(), "x-okta-request-id");
-        tracing::debug!(
+        let request = request.build().map_err(|source| OktaError::Transport {
             operation,
-            status = status.as_u16(),
-            okta_request_id = request_id.as_deref().unwrap_or(""),
-            "okta call"
-        );
-        if status.is_success() {
-            return Ok(response);
-        }
-
-        let retry_after =
-            (status == StatusCode::TOO_MANY_REQUESTS).then(|| retry_after(response.headers()));
-        let dpop_nonce = header_str(response.headers(), "dpop-nonce");
-        let body = response.bytes().await.unwrap_or_default();
-        Err(OktaError::Api {
-            operation,
-            status: status.as_u16(),
-            body: Box::new(ErrorBody::parse(&body)),
-            request_id,
-            retry_after,
-            dpop_nonce,
-        })
+            source: source.without_url(),
+        })?;
+        self.send_authorized(operation, replay, request).await
     }
 
     /// Reads the next page link and checks that it stays on the org.
-    fn next_page(
+    pub(crate) fn next_page(
         &self,
         operation: &'static str,
         headers: &HeaderMap,
@@ -433,7 +491,7 @@ impl OktaClient {
     /// Resolves a page link against the org URL. It must stay on the org's
     /// origin and, when `path` is not empty, point at that path, because the
     /// API token is sent with it.
-    fn resolve_page(
+    pub(crate) fn resolve_page(
         &self,
         operation: &'static str,
         link: &str,
@@ -502,42 +560,9 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Computes the wait before a retry from `X-Rate-Limit-Reset` (epoch
-/// seconds) against the response's `Date` header, as Okta's SDKs do, plus one
-/// second. Missing or malformed headers give a bounded default.
-fn retry_after(headers: &HeaderMap) -> Duration {
-    const DEFAULT: Duration = Duration::from_secs(60);
-    let reset = header_str(headers, "x-rate-limit-reset")
-        .and_then(|value| value.trim().parse::<u64>().ok());
-    let now = header_str(headers, "date")
-        .and_then(|value| httpdate_to_unix(&value))
-        .or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .ok()
-                .map(|elapsed| elapsed.as_secs())
-        });
-    match (reset, now) {
-        (Some(reset), Some(now)) => {
-            Duration::from_secs(reset.saturating_sub(now).saturating_add(1)).min(DEFAULT)
-        }
-        _ => DEFAULT,
-    }
-}
-
-/// Parses an HTTP date (RFC 9110 IMF-fixdate) into seconds since the epoch.
-fn httpdate_to_unix(value: &str) -> Option<u64> {
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    let parsed = time::PrimitiveDateTime::parse(value.trim(), format).ok()?;
-    u64::try_from(parsed.assume_utc().unix_timestamp()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     fn client() -> OktaClient {
         let org = OrgUrl::parse("https://example.okta.com/").expect("valid org");
@@ -572,34 +597,5 @@ mod tests {
         assert!(matches!(other_host, Err(OktaError::Pagination { .. })));
         let other_path = client.resolve_page("list apps", "/api/v1/users", "/api/v1/apps");
         assert!(matches!(other_path, Err(OktaError::Pagination { .. })));
-    }
-
-    #[test]
-    fn retry_after_uses_date_header() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "date",
-            HeaderValue::from_static("Thu, 01 Jan 2026 00:00:00 GMT"),
-        );
-        // 2026-01-01T00:00:10Z
-        headers.insert("x-rate-limit-reset", HeaderValue::from_static("1767225610"));
-        assert_eq!(retry_after(&headers), Duration::from_secs(11));
-    }
-
-    #[test]
-    fn retry_after_is_bounded() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-rate-limit-reset",
-            HeaderValue::from_static("not a number"),
-        );
-        assert_eq!(retry_after(&headers), Duration::from_secs(60));
-        headers.insert(
-            "x-rate-limit-reset",
-            HeaderValue::from_static("99999999999"),
-        );
-        assert_eq!(retry_after(&headers), Duration::from_secs(60));
-        headers.insert("x-rate-limit-reset", HeaderValue::from_static("0"));
-        assert_eq!(retry_after(&headers), Duration::from_secs(1));
     }
 }

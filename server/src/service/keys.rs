@@ -111,6 +111,7 @@ impl RegistrarService {
                 InvalidArgument::new("kid", "is empty; pass the kid of the key to retire").into(),
             );
         }
+        validate::kid("kid", &request.kid)?;
         let client_id = request.client_id.as_str();
         self.known_app_any_keys(client_id).await?;
         let _app_guard = self.names.lock(&format!("app:{client_id}")).await;
@@ -354,7 +355,7 @@ fn timestamp_from_millis(millis: i64) -> Timestamp {
     }
 }
 
-fn watched_ids(ids: &[String]) -> Result<Vec<String>, InvalidArgument> {
+pub(super) fn watched_ids(ids: &[String]) -> Result<Vec<String>, InvalidArgument> {
     if ids.is_empty() {
         return Err(InvalidArgument::new(
             "client_ids",

@@ -1,8 +1,11 @@
 //! The gRPC adapter: the `registrar.v1.Registrar` service on top of the Okta
 //! client and the store.
 
+mod access;
+mod audit;
 mod credentials;
 mod keys;
+mod recover;
 mod register;
 
 use base64::Engine;
@@ -13,12 +16,13 @@ use registrar_api::v1::{
     AddKeyRequest, AddKeyResponse, AppStatus, CreateServiceAppRequest, CreateServiceAppResponse,
     DeleteServiceAppRequest, DeleteServiceAppResponse, GetAccessTokenRequest,
     GetAccessTokenResponse, GetServiceAppRequest, GetServiceAppResponse, Grant, GrantScopesRequest,
-    GrantScopesResponse, KeyAlgorithm, KeyStatus, ListGrantsRequest, ListGrantsResponse,
-    ListServiceAppsRequest, ListServiceAppsResponse, RegisterServiceRequest,
-    RegisterServiceResponse, RetireKeyRequest, RetireKeyResponse, RevokeScopesRequest,
-    RevokeScopesResponse, RotateKeyRequest, RotateKeyResponse, ScopeOutcome, ScopeResult,
-    ServiceApp, SignClientAssertionRequest, SignClientAssertionResponse, SignDpopProofRequest,
-    SignDpopProofResponse, WatchRotationsRequest, create_service_app_request::KeySource,
+    GrantScopesResponse, KeyAlgorithm, KeyStatus, ListAuditEventsRequest, ListAuditEventsResponse,
+    ListGrantsRequest, ListGrantsResponse, ListServiceAppsRequest, ListServiceAppsResponse,
+    RegisterServiceRequest, RegisterServiceResponse, RetireKeyRequest, RetireKeyResponse,
+    RevokeScopesRequest, RevokeScopesResponse, RotateKeyRequest, RotateKeyResponse, ScopeOutcome,
+    ScopeResult, ServiceApp, SignClientAssertionRequest, SignClientAssertionResponse,
+    SignDpopProofRequest, SignDpopProofResponse, WatchRotationsRequest,
+    create_service_app_request::KeySource,
 };
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
@@ -30,6 +34,7 @@ use crate::keyring::Keyring;
 use crate::locks::KeyedLocks;
 use crate::okta::model::{App, NewClient, RegisteredClient};
 use crate::okta::{OktaClient, OktaError};
+use crate::policy::{Operation, Policies};
 use crate::rotation::Rotator;
 use crate::store::{AppRecord, KeyPurpose, KeyRecord, Store};
 use crate::tokens::Tokens;
@@ -37,6 +42,10 @@ use crate::validate::{self, InvalidArgument};
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
 const MAX_PAGE_SIZE: i32 = 200;
+/// The maximum `page_token` length, in bytes. Issued tokens hold Okta's
+/// `after` cursor (an app id) and a `name_prefix` of at most 100
+/// characters, so they stay under 1 KiB.
+const MAX_PAGE_TOKEN_LEN: usize = 2048;
 
 /// The `Registrar` gRPC service.
 #[derive(Debug, Clone)]
@@ -49,6 +58,7 @@ pub struct RegistrarService {
     names: KeyedLocks,
     shutdown: tokio::sync::watch::Receiver<bool>,
     deliver_private_keys: bool,
+    policies: Policies,
 }
 
 impl RegistrarService {
@@ -72,7 +82,15 @@ impl RegistrarService {
             names: KeyedLocks::default(),
             shutdown,
             deliver_private_keys: false,
+            policies: Policies::allow_all(),
         }
+    }
+
+    /// Sets the policy that every request is checked against; without it,
+    /// every caller may do everything.
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
     }
 
     /// Lets WatchRotations deliver each app's signing key to callers that
@@ -107,7 +125,12 @@ impl RegistrarService {
         Ok(app)
     }
 
-    async fn create(&self, request: CreateServiceAppRequest) -> Result<ServiceApp, ServiceError> {
+    /// Creates an app that `owner`, a caller id, manages.
+    async fn create(
+        &self,
+        request: CreateServiceAppRequest,
+        owner: &str,
+    ) -> Result<ServiceApp, ServiceError> {
         validate::client_name(&request.client_name)?;
         let generate = match &request.key_source {
             Some(KeySource::Jwks(jwks)) => {
@@ -144,16 +167,17 @@ impl RegistrarService {
 
         // The name's lock keeps concurrent creates of one name apart.
         let _name_guard = self.names.lock(&request.client_name).await;
-        self.create_locked(request, generate).await
+        self.create_locked(request, generate, owner).await
     }
 
     /// Creates the app; the caller holds the lock of its name and has
     /// validated the request. `generate` is the key algorithm when the
-    /// registrar generates the key.
+    /// registrar generates the key, `owner` the caller id that manages the app.
     async fn create_locked(
         &self,
         request: CreateServiceAppRequest,
         generate: Option<KeyAlgorithm>,
+        owner: &str,
     ) -> Result<ServiceApp, ServiceError> {
         // Names are unique among service apps, so a retried create finds the
         // app that the first attempt made instead of making a second one.
@@ -187,8 +211,7 @@ impl RegistrarService {
             (None, _) => unreachable!("the key source was checked above"),
         };
         let body = NewClient::service_app(request.client_name.clone(), keys);
-        let registered = self.okta.create_client(&body).await?;
-        let app = registered_app(&registered);
+        let app = self.create_client_once(&body).await?;
         tracing::info!(
             client_id = %app.client_id,
             client_name = %app.client_name,
@@ -200,7 +223,10 @@ impl RegistrarService {
         let record = AppRecord {
             client_id: app.client_id.clone(),
             client_name: app.client_name.clone(),
-            issued_at: registered.client_id_issued_at.unwrap_or_default(),
+            issued_at: app
+                .client_id_issued_at
+                .as_ref()
+                .map_or(0, |issued| issued.seconds),
             keys: app
                 .keys
                 .iter()
@@ -215,6 +241,7 @@ impl RegistrarService {
                 .collect(),
             deleted: false,
             dpop_bound: false,
+            owner: Some(owner.to_string()),
         };
         self.store.record_app(&record).await?;
         if let Some(pending) = &pending {
@@ -386,7 +413,7 @@ impl RegistrarService {
                 ));
                 continue;
             }
-            match self.okta.create_grant(client_id, &scope_id).await {
+            match self.grant_once(client_id, &scope_id).await {
                 Ok(grant) => {
                     tracing::info!(%client_id, %scope_id, grant_id = %grant.id, "scope granted");
                     self.store
@@ -422,7 +449,14 @@ impl RegistrarService {
                 }
             }
         }
-        self.tokens.forget(client_id);
+        // Cached tokens lack the new scopes; a call that granted nothing
+        // keeps them.
+        if results
+            .iter()
+            .any(|result| result.outcome == ScopeOutcome::Granted as i32)
+        {
+            self.tokens.forget(client_id);
+        }
         Ok(results)
     }
 
@@ -520,7 +554,14 @@ impl RegistrarService {
             }
             results.push(outcome);
         }
-        self.tokens.forget(client_id);
+        // Cached tokens may carry a revoked scope; Okta keeps honouring
+        // them until they expire, but the registrar hands out no more.
+        if results
+            .iter()
+            .any(|result| result.outcome == ScopeOutcome::Revoked as i32)
+        {
+            self.tokens.forget(client_id);
+        }
         Ok(results)
     }
 }
@@ -532,7 +573,7 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<CreateServiceAppRequest>,
     ) -> Result<Response<CreateServiceAppResponse>, Status> {
-        let app = self.create(request.into_inner()).await.map_err(log_error)?;
+        let app = self.create_rpc(request).await?;
         Ok(Response::new(CreateServiceAppResponse { app: Some(app) }))
     }
 
@@ -541,6 +582,8 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<GetServiceAppRequest>,
     ) -> Result<Response<GetServiceAppResponse>, Status> {
+        self.authorize(&request, Operation::Read)
+            .map_err(log_error)?;
         let client_id = &request.get_ref().client_id;
         validate::client_id(client_id).map_err(ServiceError::from)?;
         let app = self.service_app(client_id).await.map_err(log_error)?;
@@ -554,6 +597,8 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<ListServiceAppsRequest>,
     ) -> Result<Response<ListServiceAppsResponse>, Status> {
+        self.authorize(&request, Operation::Read)
+            .map_err(log_error)?;
         let response = self.list(request.into_inner()).await.map_err(log_error)?;
         Ok(Response::new(response))
     }
@@ -563,9 +608,7 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<DeleteServiceAppRequest>,
     ) -> Result<Response<DeleteServiceAppResponse>, Status> {
-        self.delete(&request.get_ref().client_id)
-            .await
-            .map_err(log_error)?;
+        self.delete_rpc(request).await?;
         Ok(Response::new(DeleteServiceAppResponse {}))
     }
 
@@ -574,7 +617,7 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<GrantScopesRequest>,
     ) -> Result<Response<GrantScopesResponse>, Status> {
-        let results = self.grant(request.into_inner()).await.map_err(log_error)?;
+        let results = self.grant_rpc(request).await?;
         Ok(Response::new(GrantScopesResponse { results }))
     }
 
@@ -583,6 +626,8 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<ListGrantsRequest>,
     ) -> Result<Response<ListGrantsResponse>, Status> {
+        self.authorize(&request, Operation::Read)
+            .map_err(log_error)?;
         let grants = RegistrarService::list_grants(self, &request.get_ref().client_id)
             .await
             .map_err(log_error)?;
@@ -594,7 +639,7 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<RevokeScopesRequest>,
     ) -> Result<Response<RevokeScopesResponse>, Status> {
-        let results = self.revoke(request.into_inner()).await.map_err(log_error)?;
+        let results = self.revoke_rpc(request).await?;
         Ok(Response::new(RevokeScopesResponse { results }))
     }
 
@@ -603,6 +648,9 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<SignClientAssertionRequest>,
     ) -> Result<Response<SignClientAssertionResponse>, Status> {
+        self.authorize_app(&request, Operation::Token, &request.get_ref().client_id)
+            .await
+            .map_err(log_error)?;
         let response = self
             .sign_assertion(request.into_inner())
             .await
@@ -615,6 +663,9 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<GetAccessTokenRequest>,
     ) -> Result<Response<GetAccessTokenResponse>, Status> {
+        self.authorize_app(&request, Operation::Token, &request.get_ref().client_id)
+            .await
+            .map_err(log_error)?;
         let response = self.access_token(request.into_inner()).await?;
         Ok(Response::new(response))
     }
@@ -624,7 +675,7 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<RotateKeyRequest>,
     ) -> Result<Response<RotateKeyResponse>, Status> {
-        let response = self.rotate(request.into_inner()).await.map_err(log_error)?;
+        let response = self.rotate_rpc(request).await?;
         Ok(Response::new(response))
     }
 
@@ -633,9 +684,7 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<AddKeyRequest>,
     ) -> Result<Response<AddKeyResponse>, Status> {
-        let response = RegistrarService::add_key(self, request.into_inner())
-            .await
-            .map_err(log_error)?;
+        let response = self.add_key_rpc(request).await?;
         Ok(Response::new(response))
     }
 
@@ -644,9 +693,7 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<RetireKeyRequest>,
     ) -> Result<Response<RetireKeyResponse>, Status> {
-        let response = RegistrarService::retire_key(self, request.into_inner())
-            .await
-            .map_err(log_error)?;
+        let response = self.retire_key_rpc(request).await?;
         Ok(Response::new(response))
     }
 
@@ -657,6 +704,7 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<WatchRotationsRequest>,
     ) -> Result<Response<Self::WatchRotationsStream>, Status> {
+        self.authorize_watch(&request).await.map_err(log_error)?;
         let stream = self.watch(request.into_inner()).await.map_err(log_error)?;
         Ok(Response::new(stream))
     }
@@ -666,10 +714,7 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<RegisterServiceRequest>,
     ) -> Result<Response<RegisterServiceResponse>, Status> {
-        let response = self
-            .register(request.into_inner())
-            .await
-            .map_err(log_error)?;
+        let response = self.register_rpc(request).await?;
         Ok(Response::new(response))
     }
 
@@ -678,8 +723,22 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<SignDpopProofRequest>,
     ) -> Result<Response<SignDpopProofResponse>, Status> {
+        self.authorize_app(&request, Operation::Token, &request.get_ref().client_id)
+            .await
+            .map_err(log_error)?;
         let response = self
             .sign_proof(request.into_inner())
+            .await
+            .map_err(log_error)?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all, fields(client_id = ?request.get_ref().client_id))]
+    async fn list_audit_events(
+        &self,
+        request: Request<ListAuditEventsRequest>,
+    ) -> Result<Response<ListAuditEventsResponse>, Status> {
+        let response = RegistrarService::list_audit_events(self, request)
             .await
             .map_err(log_error)?;
         Ok(Response::new(response))
@@ -772,7 +831,7 @@ fn parse_timestamp(value: &str) -> Option<prost_types::Timestamp> {
 /// next-page link, and the search prefix it belongs to. The server rebuilds
 /// the Okta URL from these, so a forged token can set nothing else.
 #[derive(Debug, Serialize, Deserialize)]
-struct PageToken {
+pub(crate) struct PageToken {
     after: String,
     q: String,
 }
@@ -783,13 +842,22 @@ impl PageToken {
         URL_SAFE_NO_PAD.encode(json)
     }
 
-    fn decode(token: &str) -> Result<Self, InvalidArgument> {
+    pub(crate) fn decode(token: &str) -> Result<Self, InvalidArgument> {
         let invalid = || {
             InvalidArgument::new(
                 "page_token",
                 "was not issued by this server; pass the next_page_token of the previous response, or leave it empty for the first page",
             )
         };
+        if token.len() > MAX_PAGE_TOKEN_LEN {
+            return Err(InvalidArgument::new(
+                "page_token",
+                format!(
+                    "is {} bytes long, longer than any token this server issues ({MAX_PAGE_TOKEN_LEN} bytes); pass the next_page_token of the previous response",
+                    token.len()
+                ),
+            ));
+        }
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
         serde_json::from_slice(&bytes).map_err(|_| invalid())
     }

@@ -8,13 +8,17 @@ use registrar_api::v1::{
 
 use super::{RegistrarService, app_message, scope_result};
 use crate::error::ServiceError;
+use crate::policy::Access;
 use crate::store::KeyPurpose;
 use crate::validate::{self, InvalidArgument};
 
 impl RegistrarService {
+    /// Registers the service for the caller of `access`, which must manage
+    /// an app of the name that exists already.
     pub(super) async fn register(
         &self,
         request: RegisterServiceRequest,
+        access: &Access,
     ) -> Result<RegisterServiceResponse, ServiceError> {
         validate::app_name("service_name", &request.service_name)?;
         let scope_ids = validate::scope_ids(&request.scope_ids)?;
@@ -31,7 +35,15 @@ impl RegistrarService {
 
         // Instances of one service queue here, so only the first creates.
         let _name_guard = self.names.lock(&request.service_name).await;
-        let (app, created) = match self.store.app_by_name(&request.service_name).await? {
+        let existing = self.store.app_by_name(&request.service_name).await?;
+        if let Some(record) = &existing {
+            access.check_manages(
+                &record.client_id,
+                record.owner.as_deref(),
+                &record.client_name,
+            )?;
+        }
+        let (app, created) = match existing {
             Some(record)
                 if self
                     .keyring
@@ -52,15 +64,23 @@ impl RegistrarService {
                     tracing::warn!(%client_id, service_name = %request.service_name, "registered app is gone from Okta; creating a new one");
                     self.store.mark_app_deleted(&client_id).await?;
                     self.keyring.forget(&client_id);
-                    (self.create_for(&request, algorithm).await?, true)
+                    (
+                        self.create_for(&request, algorithm, access.caller_id())
+                            .await?,
+                        true,
+                    )
                 }
                 Err(error) => return Err(error),
             },
-            // NOTE: when Okta committed a create but its response was lost
-            // (a timeout), the app exists in Okta but not in the store, and
-            // later calls get ALREADY_EXISTS; no intent is recorded yet to
-            // adopt it.
-            None => (self.create_for(&request, algorithm).await?, true),
+            // A create whose response was lost is resolved by looking the
+            // app up by name (see `create_client_once`).
+            // NOTE: when that lookup fails too, the app exists in Okta but
+            // not in the store, and later calls get ALREADY_EXISTS.
+            None => (
+                self.create_for(&request, algorithm, access.caller_id())
+                    .await?,
+                true,
+            ),
         };
 
         let grants = self.ensure_grants(&app.client_id, scope_ids).await?;
@@ -75,6 +95,7 @@ impl RegistrarService {
         &self,
         request: &RegisterServiceRequest,
         algorithm: KeyAlgorithm,
+        owner: &str,
     ) -> Result<registrar_api::v1::ServiceApp, ServiceError> {
         let create = CreateServiceAppRequest {
             client_name: request.service_name.clone(),
@@ -83,7 +104,7 @@ impl RegistrarService {
             })),
             dpop_bound: request.dpop_bound,
         };
-        let app = self.create_locked(create, Some(algorithm)).await?;
+        let app = self.create_locked(create, Some(algorithm), owner).await?;
         tracing::info!(client_id = %app.client_id, service_name = %request.service_name, "service registered");
         Ok(app)
     }

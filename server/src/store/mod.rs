@@ -11,8 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, migrate::Migrator};
 
+mod audit;
 mod rotation;
 
+pub use audit::{AuditEvent, StoredAuditEvent};
 pub use rotation::{HeldKey, Phase, Rotation};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -57,6 +59,9 @@ pub struct AppRecord {
     pub deleted: bool,
     /// Whether its access tokens are DPoP-bound.
     pub dpop_bound: bool,
+    /// The id of the caller that created it; `None` for apps recorded
+    /// before owners were kept.
+    pub owner: Option<String>,
 }
 
 /// The use of a private key.
@@ -145,14 +150,16 @@ impl Store {
         let now = unix_now();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO service_apps (client_id, client_name, issued_at, created_at) \
-             VALUES (?, ?, ?, ?) \
-             ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name, deleted_at = NULL",
+            "INSERT INTO service_apps (client_id, client_name, issued_at, created_at, owner) \
+             VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name, deleted_at = NULL, \
+             owner = COALESCE(service_apps.owner, excluded.owner)",
         )
         .bind(&app.client_id)
         .bind(&app.client_name)
         .bind(app.issued_at)
         .bind(now)
+        .bind(&app.owner)
         .execute(&mut *tx)
         .await?;
         for key in &app.keys {
@@ -175,7 +182,7 @@ impl Store {
     /// Returns the recorded app, if the registrar created it.
     pub async fn app(&self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT client_id, client_name, issued_at, deleted_at, dpop_bound FROM service_apps WHERE client_id = ?",
+            "SELECT client_id, client_name, issued_at, deleted_at, dpop_bound, owner FROM service_apps WHERE client_id = ?",
         )
         .bind(client_id)
         .fetch_optional(&self.pool)
@@ -203,6 +210,7 @@ impl Store {
             keys,
             deleted: row.get::<Option<i64>, _>("deleted_at").is_some(),
             dpop_bound: row.get::<i64, _>("dpop_bound") != 0,
+            owner: row.get("owner"),
         }))
     }
 
@@ -408,6 +416,7 @@ mod tests {
             }],
             deleted: false,
             dpop_bound: false,
+            owner: Some("billing".into()),
         }
     }
 
