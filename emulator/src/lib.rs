@@ -401,6 +401,13 @@ impl Emulator {
         self.shared.org().oauth.issued_count()
     }
 
+    /// Returns every access token issued so far that has not expired, for
+    /// tests that check where tokens end up, such as that none is logged.
+    pub fn access_tokens(&self) -> Vec<String> {
+        let now = self.shared.clock().now_unix();
+        self.shared.org().oauth.unexpired_tokens(now)
+    }
+
     /// Sets whether an app's token requests need a DPoP proof, as
     /// `settings.oauthClient.dpop_bound_access_tokens` does. Returns false
     /// when no app has the id.

@@ -123,6 +123,15 @@ impl OAuthState {
             .filter(|issued| issued.expires_at > now)
     }
 
+    /// Returns the unexpired access tokens.
+    pub(crate) fn unexpired_tokens(&self, now: i64) -> Vec<String> {
+        self.tokens
+            .iter()
+            .filter(|(_, issued)| issued.expires_at > now)
+            .map(|(token, _)| token.clone())
+            .collect()
+    }
+
     /// Returns the number of successful token responses.
     pub(crate) fn issued_count(&self) -> usize {
         self.issued_count

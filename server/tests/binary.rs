@@ -502,3 +502,201 @@ async fn bad_policy_file_names_the_key() {
     assert!(stderr.contains("scopes"), "{stderr}");
     assert!(stderr.contains("okta.users.*"), "{stderr}");
 }
+
+/// Returns the 40-character pieces of a secret that a log must not contain:
+/// from its start, its middle and its end.
+fn secret_pieces(secret: &str) -> Vec<String> {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= 40 {
+        return vec![secret.to_string()];
+    }
+    [0, chars.len() / 2 - 20, chars.len() - 40]
+        .into_iter()
+        .map(|start| chars[start..start + 40].iter().collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn trace_log_contains_no_secret_of_any_credential() {
+    use registrar_api::v1::{RegisterServiceRequest, WatchRotationsRequest};
+    use registrar_server::okta::OktaClient;
+    use registrar_server::okta::credential::DEFAULT_SCOPES;
+    use registrar_server::okta::model::NewClient;
+    use registrar_server::org::OrgUrl;
+    use registrar_server::secret::Secret;
+
+    const BEARER: &str = "trace-test-bearer-token-9c1e7a5b3d2f4e6a8b0c";
+
+    let (emulator, org_url) = start_emulator().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+
+    // The registrar's own credential: an OAuth service app with the
+    // default scopes and the Super Admin role.
+    let okta = OktaClient::new(
+        OrgUrl::parse(&org_url).expect("org URL"),
+        Secret::new(API_TOKEN),
+        Duration::from_secs(10),
+    )
+    .expect("Okta client");
+    let admin_key =
+        registrar_server::keys::KeyPair::generate(registrar_api::v1::KeyAlgorithm::Rs2562048)
+            .expect("key generated");
+    let admin_app = okta
+        .create_client(&NewClient::service_app(
+            "registrar".into(),
+            vec![registrar_server::jwk::to_okta_json(admin_key.public_jwk())],
+        ))
+        .await
+        .expect("the registrar's app is registered");
+    for scope in DEFAULT_SCOPES {
+        okta.create_grant(&admin_app.client_id, scope)
+            .await
+            .expect("scope granted");
+    }
+    emulator
+        .assign_admin_role(&admin_app.client_id, "SUPER_ADMIN")
+        .expect("role assigned");
+    let admin_pem = admin_key.private_pkcs8_pem().expect("PEM").to_string();
+    let key_file = dir.path().join("okta-key.pem");
+    std::fs::write(&key_file, &admin_pem).expect("write key file");
+
+    let tokens_file = dir.path().join("tokens.toml");
+    let entry = registrar_server::auth::token_file_entry("billing", BEARER).expect("entry");
+    std::fs::write(&tokens_file, entry).expect("write token file");
+    let policy_file = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy_file,
+        "[[caller]]\nid = \"billing\"\noperations = [\"*\"]\nscopes = [\"*\"]\n\
+         client_name_prefixes = [\"\"]\ndeliver_private_keys = true\nadmin = true\n",
+    )
+    .expect("write policy file");
+
+    let data_dir = dir.path().join("data");
+    let mut child = Command::new(REGISTRAR)
+        .args(["serve", "--listen", "127.0.0.1:0", "--deliver-private-keys"])
+        .arg("--bearer-tokens-file")
+        .arg(&tokens_file)
+        .arg("--policy-file")
+        .arg(&policy_file)
+        .env("OKTA_ORG_URL", &org_url)
+        .env("OKTA_CLIENT_ID", &admin_app.client_id)
+        .env("OKTA_PRIVATE_KEY_FILE", &key_file)
+        .env("REGISTRAR_DATA_DIR", &data_dir)
+        .env("REGISTRAR_MASTER_KEY", MASTER_KEY)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("registrar starts");
+    let (address, log_reader) = wait_for_address(&mut child).await;
+    let mut client = RegistrarClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect");
+    fn authorized<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {BEARER}").parse().expect("ASCII"),
+        );
+        request
+    }
+
+    // A rejected token, a registration, a token and a delivered key.
+    let mut wrong = tonic::Request::new(ListServiceAppsRequest::default());
+    wrong.metadata_mut().insert(
+        "authorization",
+        "Bearer wrong-token-0123456789abcdef0123456789"
+            .parse()
+            .expect("ASCII"),
+    );
+    let rejected = client
+        .list_service_apps(wrong)
+        .await
+        .expect_err("wrong token");
+    assert_eq!(rejected.code(), tonic::Code::Unauthenticated);
+    let app = client
+        .register_service(authorized(RegisterServiceRequest {
+            service_name: "trace-secrets".into(),
+            scope_ids: vec!["okta.users.read".into()],
+            key: Some(GenerateKey::default()),
+            dpop_bound: false,
+        }))
+        .await
+        .expect("register")
+        .into_inner()
+        .app
+        .expect("app");
+    let token = client
+        .get_access_token(authorized(GetAccessTokenRequest {
+            client_id: app.client_id.clone(),
+            scopes: vec!["okta.users.read".into()],
+            force_refresh: false,
+        }))
+        .await
+        .expect("token")
+        .into_inner()
+        .access_token;
+    let mut stream = client
+        .watch_rotations(authorized(WatchRotationsRequest {
+            client_ids: vec![app.client_id.clone()],
+            include_private_keys: true,
+        }))
+        .await
+        .expect("watch")
+        .into_inner();
+    let message = stream.message().await.expect("message").expect("first");
+    let delivered = message.apps[0]
+        .signing_key
+        .clone()
+        .expect("the key is delivered")
+        .pkcs8_pem;
+    drop(stream);
+    drop(client);
+
+    let pid = child.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(killed.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("registrar stops within 30 s")
+        .expect("wait");
+    let log = log_reader.await.expect("stderr reader");
+    assert!(log.contains("TRACE"), "trace logging is on");
+    assert!(log.contains("caller=billing"), "the log names the caller");
+    assert!(
+        log.contains(&app.client_id),
+        "the log covers the calls on the app"
+    );
+
+    let mut secrets = vec![
+        ("API token", API_TOKEN.to_string()),
+        ("bearer token", BEARER.to_string()),
+        ("master key", MASTER_KEY.to_string()),
+        ("service access token", token),
+    ];
+    // Every access token the emulator issued, the registrar's own included.
+    for issued in emulator.access_tokens() {
+        secrets.push(("issued access token", issued));
+    }
+    for (name, pem) in [
+        ("admin private key", admin_pem),
+        ("delivered key", delivered),
+    ] {
+        let body: String = pem
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        secrets.push((name, body));
+    }
+    assert!(secrets.len() >= 7, "tokens were issued: {}", secrets.len());
+    for (name, secret) in secrets {
+        for piece in secret_pieces(&secret) {
+            assert!(!log.contains(&piece), "the {name} appears in the log");
+        }
+    }
+}
