@@ -191,6 +191,50 @@ async fn main_job_end_to_end() {
         .expect_err("second delete");
     assert_eq!(again.code(), Code::NotFound);
 
+    // Every mutating call left an audit event, newest first, with the
+    // caller and the request ids of the Okta calls it made.
+    let events = client
+        .list_audit_events(registrar_api::v1::ListAuditEventsRequest {
+            page_size: 200,
+            page_token: String::new(),
+            client_id: app.client_id.clone(),
+        })
+        .await
+        .expect("audit events")
+        .into_inner()
+        .events;
+    let calls: Vec<(&str, &str)> = events
+        .iter()
+        .rev()
+        .map(|event| (event.operation.as_str(), event.status_code.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("CreateServiceApp", "OK"),
+            ("GrantScopes", "OK"),
+            ("GrantScopes", "OK"),
+            ("RevokeScopes", "OK"),
+            ("RevokeScopes", "OK"),
+            ("DeleteServiceApp", "OK"),
+            ("DeleteServiceApp", "NOT_FOUND"),
+        ]
+    );
+    for event in &events {
+        assert_eq!(event.caller_id, "unauthenticated", "{event:?}");
+        assert_eq!(event.client_id, app.client_id, "{event:?}");
+    }
+    let oldest = events.iter().rev();
+    for event in oldest.take(2) {
+        assert!(
+            !event.okta_request_ids.is_empty(),
+            "{} sent requests to Okta: {event:?}",
+            event.operation
+        );
+    }
+    let deleted = &events[1];
+    assert!(!deleted.okta_request_ids.is_empty(), "{deleted:?}");
+
     env.stop().await;
 }
 
