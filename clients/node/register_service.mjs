@@ -15,8 +15,13 @@
 // The access token is a secret, so only its length and first characters are
 // printed.
 //
-//     node register_service.mjs 127.0.0.1:50051 [--service-name NAME]
+//     node register_service.mjs 127.0.0.1:50051 [--service-name NAME] [--token-file FILE]
+//
+// Against a registrar that authenticates callers by bearer token,
+// --token-file names a file that contains the token; every call then sends
+// it as `authorization: Bearer <token>`.
 
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import path from "node:path";
@@ -32,14 +37,18 @@ const CALL_TIMEOUT_MS = 60_000;
 // Characters of the access token that are printed.
 const TOKEN_PREFIX_LENGTH = 8;
 
-const USAGE = "usage: node register_service.mjs ADDRESS [--service-name NAME]";
+const USAGE =
+  "usage: node register_service.mjs ADDRESS [--service-name NAME] [--token-file FILE]";
 
 function parseCommandLine() {
   let parsed;
   try {
     parsed = parseArgs({
       allowPositionals: true,
-      options: { "service-name": { type: "string", default: "node-example" } },
+      options: {
+        "service-name": { type: "string", default: "node-example" },
+        "token-file": { type: "string" },
+      },
     });
   } catch (error) {
     throw new Error(`${error.message}\n${USAGE}`);
@@ -47,7 +56,36 @@ function parseCommandLine() {
   if (parsed.positionals.length !== 1) {
     throw new Error(`expected one registrar address such as 127.0.0.1:50051\n${USAGE}`);
   }
-  return { address: parsed.positionals[0], serviceName: parsed.values["service-name"] };
+  return {
+    address: parsed.positionals[0],
+    serviceName: parsed.values["service-name"],
+    tokenFile: parsed.values["token-file"],
+  };
+}
+
+// Returns an interceptor that adds the bearer token in tokenFile to the
+// metadata of every call, or none without a file.
+function bearerInterceptors(tokenFile) {
+  if (tokenFile === undefined) {
+    return [];
+  }
+  let token;
+  try {
+    token = readFileSync(tokenFile, "ascii").trim();
+  } catch (error) {
+    throw new Error(`cannot read the bearer token from ${tokenFile}: ${error.message}`);
+  }
+  if (token === "" || /\s/.test(token)) {
+    throw new Error(`${tokenFile} must contain one bearer token without spaces`);
+  }
+  const interceptor = (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
+  return [interceptor];
 }
 
 function loadRegistrarService() {
@@ -176,9 +214,11 @@ async function run(client, serviceName) {
 }
 
 async function main() {
-  const { address, serviceName } = parseCommandLine();
+  const { address, serviceName, tokenFile } = parseCommandLine();
   const Registrar = loadRegistrarService();
-  const client = new Registrar(address, grpc.credentials.createInsecure());
+  const client = new Registrar(address, grpc.credentials.createInsecure(), {
+    interceptors: bearerInterceptors(tokenFile),
+  });
   try {
     await run(client, serviceName);
   } finally {

@@ -16,7 +16,11 @@ printed.
 
 Run it with the stubs that generate.sh writes into generated/:
 
-    python register_service.py 127.0.0.1:50051
+    python register_service.py 127.0.0.1:50051 [--token-file FILE]
+
+Against a registrar that authenticates callers by bearer token, --token-file
+names a file that contains the token; every call then sends it as
+`authorization: Bearer <token>`.
 """
 
 import argparse
@@ -58,15 +62,51 @@ def main():
         default="python-example",
         help="the service name, which becomes the app's name in Okta (default: %(default)s)",
     )
+    parser.add_argument(
+        "--token-file",
+        help="a file that contains the bearer token to send with every call",
+    )
     args = parser.parse_args()
 
     try:
+        metadata = bearer_metadata(args.token_file)
         with grpc.insecure_channel(args.address) as channel:
+            if metadata:
+                channel = grpc.intercept_channel(channel, BearerToken(metadata))
             run(registrar_pb2_grpc.RegistrarStub(channel), args.service_name)
     except grpc.RpcError as error:
         sys.exit(f"error: {describe(error)}")
     except ExampleError as error:
         sys.exit(f"error: {error}")
+
+
+def bearer_metadata(token_file):
+    """Return the authorization metadata for the token in token_file, or None."""
+    if token_file is None:
+        return None
+    try:
+        token = Path(token_file).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ExampleError(f"cannot read the bearer token from {token_file}: {error}") from None
+    if not token or any(ch.isspace() for ch in token):
+        raise ExampleError(f"{token_file} must contain one bearer token without spaces")
+    return (("authorization", f"Bearer {token}"),)
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Add the bearer token to the metadata of every call."""
+
+    def __init__(self, metadata):
+        self._metadata = metadata
+
+    def _with_token(self, details):
+        return details._replace(metadata=tuple(details.metadata or ()) + self._metadata)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
 
 
 def run(stub, service_name):

@@ -17,7 +17,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use registrar_api::v1::GetAccessTokenRequest;
-use registrar_tests::TestEnv;
+use registrar_server::auth::{AuthConfig, BearerTokens};
+use registrar_server::policy::Policies;
+use registrar_tests::{Options, TestEnv};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::time::timeout;
@@ -271,6 +273,60 @@ async fn python_example_registers_and_gets_token() {
 #[tokio::test]
 async fn node_example_registers_and_gets_token() {
     check_example(Example::Node, "node-example").await;
+}
+
+/// Runs an example with `--token-file` against a registrar that accepts
+/// only bearer tokens, and once without the file.
+async fn check_bearer_token(example: Example) {
+    const TOKEN: &str = "polyglot-example-token-0f9e8d7c6b5a49382716";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let policy_path = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy_path,
+        "[[caller]]\nid = \"example\"\noperations = [\"*\"]\nscopes = [\"*\"]\n\
+         client_name_prefixes = [\"\"]\n",
+    )
+    .expect("write policy");
+    let token_path = dir.path().join("token");
+    std::fs::write(&token_path, format!("{TOKEN}\n")).expect("write token");
+    let entry = registrar_server::auth::token_file_entry("example", TOKEN).expect("entry");
+    let env = TestEnv::start_with(Options {
+        auth: AuthConfig {
+            bearer_tokens: Some(BearerTokens::parse(&entry).expect("valid token file")),
+            insecure_no_auth: false,
+            ..AuthConfig::insecure_loopback()
+        },
+        policies: Policies::load(&policy_path).expect("valid policy"),
+        ..Options::default()
+    })
+    .await;
+    let address = env.address.to_string();
+
+    let mut command = example.command();
+    command.args([&address, "--service-name", "token-example", "--token-file"]);
+    command.arg(&token_path);
+    let output = run(command, &format!("the {example:?} example")).await;
+    assert!(output.success, "{example:?} example failed: {output:?}");
+    assert!(!output.stdout.contains(TOKEN), "{}", output.stdout);
+    let client_id = field(&output.stdout, "RegisterService", "client_id");
+    assert!(env.okta_app(client_id).is_some(), "the app exists in Okta");
+
+    let output = run_example(example, &address, "token-example").await;
+    assert!(!output.success, "{example:?} example succeeded: {output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("error: RegisterService failed: UNAUTHENTICATED"),
+        "{}",
+        output.stderr
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn examples_send_bearer_token() {
+    check_bearer_token(Example::Python).await;
+    check_bearer_token(Example::Node).await;
 }
 
 #[tokio::test]
