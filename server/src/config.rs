@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub deliver_private_keys: bool,
     /// The caller policy.
     pub policies: crate::policy::Policies,
+    /// The listen address of `GET /metrics`, or `None` for no metrics
+    /// endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The default delay between registering a new key in Okta and signing
@@ -122,6 +125,9 @@ pub enum Command {
     /// Read a bearer token from standard input and print its entry for the
     /// bearer token file, which stores only the token's SHA-256.
     HashToken(HashTokenArgs),
+    /// The operator subcommands, which call a running registrar.
+    #[command(flatten)]
+    Operator(crate::cli::OperatorCommand),
 }
 
 /// Options of `registrar serve`.
@@ -198,6 +204,11 @@ pub struct ServeArgs {
     /// retries off.
     #[arg(long, env = "REGISTRAR_OKTA_MAX_RETRIES", default_value_t = crate::okta::retry::DEFAULT_MAX_RETRIES)]
     pub okta_max_retries: u32,
+    /// The address of the Prometheus endpoint `GET /metrics`, which has no
+    /// authentication; bind it to loopback or a private network. Off when
+    /// not set.
+    #[arg(long, env = "REGISTRAR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Options of `registrar hash-token`.
@@ -297,6 +308,7 @@ impl ServeArgs {
             deliver_private_keys: self.deliver_private_keys,
             policies,
             auth,
+            metrics_listen: self.metrics_listen,
         })
     }
 }

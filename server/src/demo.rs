@@ -75,6 +75,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         // The demo's registrar listens on loopback only, for grpcurl
         // without credentials.
         auth: crate::auth::AuthConfig::insecure_loopback(),
+        metrics_listen: None,
     };
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

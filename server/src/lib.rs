@@ -5,6 +5,7 @@
 //! completes. The `registrar` binary and the end-to-end tests both use it.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod jwk;
 pub mod keyring;
 pub mod keys;
 pub mod locks;
+pub mod metrics;
 pub mod okta;
 pub mod org;
 pub mod policy;
@@ -102,6 +104,11 @@ pub async fn run(
     )
     .with_key_delivery(config.deliver_private_keys)
     .with_policies(config.policies.clone());
+    // Settle the Okta calls whose outcome a crash or a lost response hid,
+    // before any request or rotation acts on the same apps.
+    service
+        .reconcile_intents(crate::service::RECONCILIATION_TIME_LIMIT)
+        .await;
     log_policy(&config.policies);
     // The guard stops the SIGHUP listener when this function returns.
     let _reload_task = AbortOnDrop(tokio::spawn(
@@ -114,7 +121,10 @@ pub async fn run(
     }
     // The rotation task resumes recorded rotations; the guard stops it when
     // this function returns or its task is dropped.
-    let rotation_task = AbortOnDrop(tokio::spawn(rotator.run(stop_rx)));
+    let rotation_task = AbortOnDrop(tokio::spawn(rotator.run(stop_rx.clone())));
+    let _metrics_task = metrics::start(config.metrics_listen, stop_rx)
+        .await?
+        .map(AbortOnDrop);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let health_service = health_service
@@ -166,6 +176,7 @@ pub async fn run(
     }
     let serve = server
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(metrics::GrpcMetricsLayer)
         .layer(AuthLayer::new(&config.auth))
         .add_service(health_service)
         .add_service(reflection_v1)

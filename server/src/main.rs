@@ -17,10 +17,15 @@ async fn main() -> std::process::ExitCode {
     let default_level = match cli.command {
         Command::Demo(_) => "warn",
         Command::Serve(_) => "info",
-        Command::HashToken(_) => "warn",
+        Command::HashToken(_) | Command::Operator(_) => "warn",
     };
     init_tracing(cli.log_format, default_level);
-    match run(cli.command).await {
+    let command = match cli.command {
+        // Operator commands have their own exit codes.
+        Command::Operator(command) => return registrar_server::cli::run(command).await,
+        command => command,
+    };
+    match run(command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("registrar: {error:#}");
@@ -40,6 +45,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             registrar_server::run(listener, config, shutdown_signal()).await
         }
         Command::HashToken(args) => hash_token(&args.name),
+        Command::Operator(_) => unreachable!("main runs operator commands"),
         #[cfg(feature = "demo")]
         Command::Demo(args) => registrar_server::demo::run(args).await,
         #[cfg(not(feature = "demo"))]

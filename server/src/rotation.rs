@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use crate::error::ServiceError;
 use crate::keyring::Keyring;
 use crate::keys::SigningAlgorithm;
+use crate::metrics::RotationEvent;
 use crate::okta::{OktaClient, OktaError};
 use crate::store::{KeyPurpose, Phase, Rotation, Store};
 
@@ -113,8 +114,11 @@ impl Rotator {
         };
         self.store.start_rotation(&rotation).await?;
         tracing::info!(%client_id, new_kid = %pending.key.kid(), "key rotation started");
+        crate::metrics::rotation(RotationEvent::Started);
         self.announce();
-        self.add_new_key(&rotation).await?;
+        self.add_new_key(&rotation)
+            .await
+            .inspect_err(|_| crate::metrics::rotation(RotationEvent::Failed))?;
         self.wake.notify_one();
         Ok(())
     }
@@ -200,6 +204,7 @@ impl Rotator {
                         };
                     }
                     Err(error) => {
+                        crate::metrics::rotation(RotationEvent::Failed);
                         tracing::warn!(client_id = %rotation.client_id, %error, "rotation step failed; retrying in 5 s");
                         due_at = unix_millis() + 5_000;
                     }
@@ -283,6 +288,7 @@ impl Rotator {
         }
         self.store.rotation_finished(rotation).await?;
         tracing::info!(%client_id, "key rotation finished");
+        crate::metrics::rotation(RotationEvent::Completed);
         self.announce();
         Ok(())
     }

@@ -70,6 +70,21 @@ async fn wait_for_address(child: &mut Child) -> (String, tokio::task::JoinHandle
     (address, reader)
 }
 
+/// Sends SIGTERM to the registrar and waits up to 30 s for it to exit.
+async fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(killed.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("registrar stops within 30 s")
+        .expect("wait")
+}
+
 #[tokio::test]
 async fn serve_works_logs_no_secret_and_stops_on_sigterm() {
     let (_emulator, org_url) = start_emulator().await;
@@ -147,17 +162,7 @@ async fn serve_works_logs_no_secret_and_stops_on_sigterm() {
     assert_eq!(missing.code(), tonic::Code::NotFound);
     drop(client);
 
-    let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("registrar stops within 30 s")
-        .expect("wait");
+    let status = terminate(&mut child).await;
     let log = log_reader.await.expect("stderr reader");
     assert!(status.success(), "exit status {status}\n{log}");
     assert!(log.contains("registrar stopped"), "{log}");
@@ -654,17 +659,7 @@ async fn trace_log_contains_no_secret_of_any_credential() {
     drop(stream);
     drop(client);
 
-    let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(killed.success());
-    tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("registrar stops within 30 s")
-        .expect("wait");
+    terminate(&mut child).await;
     let log = log_reader.await.expect("stderr reader");
     assert!(log.contains("TRACE"), "trace logging is on");
     assert!(log.contains("caller=billing"), "the log names the caller");
@@ -699,4 +694,115 @@ async fn trace_log_contains_no_secret_of_any_credential() {
             assert!(!log.contains(&piece), "the {name} appears in the log");
         }
     }
+}
+
+/// Reads the child's stderr in a task, checking that every line is a JSON
+/// object. Returns the `address` fields of the "registrar serving" and
+/// "metrics serving at /metrics" events, and the task, which returns every
+/// parsed line once the child exits.
+async fn wait_for_json_addresses(
+    child: &mut Child,
+) -> (
+    String,
+    String,
+    tokio::task::JoinHandle<Vec<serde_json::Value>>,
+) {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (addresses_tx, addresses_rx) = tokio::sync::oneshot::channel();
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut events = Vec::new();
+        let (mut grpc, mut metrics) = (None, None);
+        let mut addresses_tx = Some(addresses_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            let event: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|error| panic!("log line is not JSON ({error}): {line}"));
+            let address = event["fields"]["address"].as_str().map(str::to_string);
+            match event["fields"]["message"].as_str() {
+                Some("registrar serving") => grpc = address,
+                Some("metrics serving at /metrics") => metrics = address,
+                _ => {}
+            }
+            if let (Some(grpc), Some(metrics)) = (&grpc, &metrics)
+                && let Some(sender) = addresses_tx.take()
+            {
+                let _ = sender.send((grpc.clone(), metrics.clone()));
+            }
+            events.push(event);
+        }
+        events
+    });
+    let (grpc, metrics) = tokio::time::timeout(Duration::from_secs(60), addresses_rx)
+        .await
+        .expect("registrar starts within 60 s")
+        .expect("registrar exited before serving");
+    (grpc, metrics, reader)
+}
+
+#[tokio::test]
+async fn json_logs_and_metrics_endpoint() {
+    let (_emulator, org_url) = start_emulator().await;
+    let data_dir = tempfile::tempdir().expect("temporary directory");
+    let mut child = Command::new(REGISTRAR)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-no-auth",
+        ])
+        .env("REGISTRAR_METRICS_LISTEN", "127.0.0.1:0")
+        .env("OKTA_ORG_URL", &org_url)
+        .env("OKTA_API_TOKEN", API_TOKEN)
+        .env("REGISTRAR_DATA_DIR", data_dir.path())
+        .env("REGISTRAR_MASTER_KEY", MASTER_KEY)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("registrar starts");
+    let (address, metrics_address, log_reader) = wait_for_json_addresses(&mut child).await;
+
+    let mut client = RegistrarClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect");
+    client
+        .list_service_apps(ListServiceAppsRequest::default())
+        .await
+        .expect("list through the binary");
+    drop(client);
+    let response = reqwest::get(format!("http://{metrics_address}/metrics"))
+        .await
+        .expect("the metrics endpoint answers");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let text = response.text().await.expect("metrics text");
+    let listed = "registrar_grpc_requests_total{method=\"registrar.v1.Registrar/ListServiceApps\",code=\"OK\"} 1";
+    assert!(text.contains(listed), "{text}");
+    assert!(
+        text.contains("registrar_okta_requests_total{operation=\"list apps\",status=\"200\"}"),
+        "{text}"
+    );
+
+    let status = terminate(&mut child).await;
+    let events = log_reader.await.expect("stderr reader");
+    assert!(status.success(), "exit status {status}\n{events:#?}");
+    for event in &events {
+        assert!(event["timestamp"].is_string(), "no timestamp: {event}");
+        assert!(event["level"].is_string(), "no level: {event}");
+        assert!(event["fields"].is_object(), "no fields: {event}");
+    }
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|event| event["fields"]["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"registrar stopped"), "{messages:?}");
+    // The debug event of the Okta call carries its fields as JSON values.
+    let okta_call = events
+        .iter()
+        .find(|event| event["fields"]["message"] == "okta call")
+        .expect("the list call logs an okta call event");
+    assert_eq!(okta_call["fields"]["operation"], "list apps");
+    assert_eq!(okta_call["fields"]["status"], 200);
 }

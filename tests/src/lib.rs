@@ -41,6 +41,8 @@ pub struct TestEnv {
     pub address: SocketAddr,
     /// A client connected to the registrar.
     pub client: RegistrarClient<Channel>,
+    /// The address of `GET /metrics`, when [`Options::metrics`] is set.
+    pub metrics_address: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     registrar_stop: watch::Sender<bool>,
     server: JoinHandle<anyhow::Result<()>>,
@@ -85,6 +87,9 @@ pub struct Options {
     /// The caller policy; every caller may do everything unless a test
     /// sets one.
     pub policies: registrar_server::policy::Policies,
+    /// Whether to serve `GET /metrics` on a loopback port of its own. The
+    /// process has one metrics registry, so tests in one binary share it.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -112,6 +117,7 @@ impl Default for Options {
                 ..registrar_server::okta::PacingSettings::default()
             },
             policies: registrar_server::policy::Policies::allow_all(),
+            metrics: false,
         }
     }
 }
@@ -164,6 +170,18 @@ impl TestEnv {
             deliver_private_keys: options.deliver_private_keys,
             auth: options.auth,
             policies: options.policies,
+            // The harness serves the metrics itself, below, so that it has
+            // the bound port and the endpoint outlives restarts.
+            metrics_listen: None,
+        };
+        let metrics_address = if options.metrics {
+            let listener = bind().await;
+            let address = listener.local_addr().expect("bound address");
+            let stopped = stopped(stop_rx.clone());
+            tokio::spawn(registrar_server::metrics::serve(listener, stopped));
+            Some(address)
+        } else {
+            None
         };
         let (registrar_stop, server, address, client) = start_registrar(config.clone()).await;
         drop(stop_rx);
@@ -172,6 +190,7 @@ impl TestEnv {
             org_url,
             address,
             client,
+            metrics_address,
             stop,
             registrar_stop,
             server,

@@ -7,7 +7,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use registrar_api::v1::Jwk;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
@@ -104,21 +103,7 @@ fn p256_parts(key: &p256::SecretKey) -> Result<KeyParts, KeyError> {
     let der = key
         .to_pkcs8_der()
         .map_err(|err| KeyError::Malformed(err.to_string()))?;
-    let point = key.public_key().to_encoded_point(false);
-    let (Some(x), Some(y)) = (point.x(), point.y()) else {
-        return Err(KeyError::Malformed(
-            "the P-256 public key has no coordinates".into(),
-        ));
-    };
-    let public = Jwk {
-        kty: "EC".into(),
-        r#use: "sig".into(),
-        alg: "ES256".into(),
-        crv: "P-256".into(),
-        x: URL_SAFE_NO_PAD.encode(x),
-        y: URL_SAFE_NO_PAD.encode(y),
-        ..Jwk::default()
-    };
+    let public = super::p256_public_jwk(key).map_err(KeyError::Malformed)?;
     Ok((
         SigningAlgorithm::Es256,
         Zeroizing::new(der.as_bytes().to_vec()),

@@ -191,13 +191,21 @@ fn generate_p256() -> Result<KeyPair, KeyError> {
     let der = secret
         .to_pkcs8_der()
         .map_err(|err| KeyError::Generate(err.to_string()))?;
+    let public = p256_public_jwk(&secret).map_err(KeyError::Generate)?;
+    finish(
+        SigningAlgorithm::Es256,
+        Zeroizing::new(der.as_bytes().to_vec()),
+        public,
+    )
+}
+
+/// Returns the public JWK of a P-256 key, without a kid.
+pub(crate) fn p256_public_jwk(secret: &p256::SecretKey) -> Result<Jwk, String> {
     let point = secret.public_key().to_encoded_point(false);
     let (Some(x), Some(y)) = (point.x(), point.y()) else {
-        return Err(KeyError::Generate(
-            "the P-256 public key has no coordinates".into(),
-        ));
+        return Err("the P-256 public key has no coordinates".into());
     };
-    let public = Jwk {
+    Ok(Jwk {
         kty: "EC".into(),
         r#use: "sig".into(),
         alg: "ES256".into(),
@@ -205,12 +213,7 @@ fn generate_p256() -> Result<KeyPair, KeyError> {
         x: URL_SAFE_NO_PAD.encode(x),
         y: URL_SAFE_NO_PAD.encode(y),
         ..Jwk::default()
-    };
-    finish(
-        SigningAlgorithm::Es256,
-        Zeroizing::new(der.as_bytes().to_vec()),
-        public,
-    )
+    })
 }
 
 fn finish(

@@ -100,6 +100,7 @@ impl OktaClient {
                 return Err(error.with_retry_after(wait));
             }
             retries += 1;
+            crate::metrics::okta_retry(&error);
             tracing::warn!(
                 operation,
                 bucket = bucket.map(Bucket::name),
@@ -208,10 +209,12 @@ impl OktaClient {
         request: Request,
     ) -> Result<Response, OktaError> {
         let bucket = Bucket::classify(request.method(), request.url().path());
+        let started = Instant::now();
         let result = self.http.execute(request).await;
         let response = match result {
             Ok(response) => response,
             Err(source) => {
+                crate::metrics::okta_attempt(operation, None, started.elapsed(), bucket, None);
                 if let Some(permit) = permit {
                     permit.observe(None);
                 }
@@ -225,6 +228,8 @@ impl OktaClient {
         let request_id = header_str(response.headers(), "x-okta-request-id");
         super::request_ids::record(request_id.as_deref());
         let limits = RateLimitHeaders::parse(response.headers());
+        let (code, elapsed) = (Some(status.as_u16()), started.elapsed());
+        crate::metrics::okta_attempt(operation, code, elapsed, bucket, limits.as_ref());
         let (available, window_left) = match permit {
             Some(permit) => permit.observe(limits.as_ref()),
             None => (0, None),

@@ -25,7 +25,8 @@ impl RegistrarService {
         operation: Operation,
     ) -> Result<Access, ServiceError> {
         let caller = caller_id(request);
-        Ok(self.policies.current().authorize(&caller, operation)?)
+        let decision = self.policies.current().authorize(&caller, operation);
+        Ok(decision.inspect_err(|_| crate::metrics::policy_denied(operation))?)
     }
 
     /// Checks that the caller manages the app: the store records it as the

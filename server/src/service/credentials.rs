@@ -45,6 +45,7 @@ impl RegistrarService {
             .tokens
             .access_token(&request.client_id, scopes, request.force_refresh)
             .await?;
+        crate::metrics::token_cache(cached);
         let expires_at = token
             .expires_at
             .duration_since(std::time::UNIX_EPOCH)

@@ -186,6 +186,7 @@ impl RegistrarService {
         let mut changes = self.rotator.subscribe();
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            let _open = crate::metrics::OpenWatchStream::open();
             let mut last_revision = None;
             let mut pending_first = Some(first);
             loop {

@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod credentials;
+mod intents;
 mod keys;
 mod recover;
 mod register;
@@ -36,9 +37,11 @@ use crate::okta::model::{App, NewClient, RegisteredClient};
 use crate::okta::{OktaClient, OktaError};
 use crate::policy::{Operation, Policies};
 use crate::rotation::Rotator;
-use crate::store::{AppRecord, KeyPurpose, KeyRecord, Store};
+use crate::store::{AppRecord, Intent, IntentState, KeyPurpose, Store};
 use crate::tokens::Tokens;
 use crate::validate::{self, InvalidArgument};
+
+pub use intents::RECONCILIATION_TIME_LIMIT;
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
 const MAX_PAGE_SIZE: i32 = 200;
@@ -186,6 +189,11 @@ impl RegistrarService {
             .iter()
             .find(|app| app.is_service_app() && app.label == request.client_name)
         {
+            // The app may be this caller's own create whose outcome was
+            // lost: adopt it rather than reject the retry.
+            if let Some(adopted) = self.adopt_own_create(app, owner).await? {
+                return Ok(adopted);
+            }
             return Err(ServiceError::NameTaken {
                 name: request.client_name,
                 client_id: app.id.clone(),
@@ -210,8 +218,23 @@ impl RegistrarService {
             }
             (None, _) => unreachable!("the key source was checked above"),
         };
+        let key_id = pending.as_ref().map(|key| key.key_id.as_str());
+        let intent = Intent::create_app(
+            &request.client_name,
+            owner,
+            key_id,
+            serde_json::Value::Array(keys.clone()).to_string(),
+            request.dpop_bound,
+        );
+        let intent_id = self.store.record_intent(&intent).await?;
         let body = NewClient::service_app(request.client_name.clone(), keys);
-        let app = self.create_client_once(&body).await?;
+        let app = match self.create_client_once(&body).await {
+            Ok(app) => app,
+            Err(error) => {
+                self.settle_failed_call(intent_id, &error).await?;
+                return Err(error);
+            }
+        };
         tracing::info!(
             client_id = %app.client_id,
             client_name = %app.client_name,
@@ -220,39 +243,10 @@ impl RegistrarService {
             "service app created"
         );
 
-        let record = AppRecord {
-            client_id: app.client_id.clone(),
-            client_name: app.client_name.clone(),
-            issued_at: app
-                .client_id_issued_at
-                .as_ref()
-                .map_or(0, |issued| issued.seconds),
-            keys: app
-                .keys
-                .iter()
-                .filter_map(|key| {
-                    let jwk = key.jwk.as_ref()?;
-                    Some(KeyRecord {
-                        thumbprint: key.thumbprint.clone(),
-                        kid: key.kid.clone(),
-                        public_jwk: jwk::to_okta_json(jwk).to_string(),
-                    })
-                })
-                .collect(),
-            deleted: false,
-            dpop_bound: false,
-            owner: Some(owner.to_string()),
-        };
-        self.store.record_app(&record).await?;
-        if let Some(pending) = &pending {
-            self.keyring
-                .activate(pending, &app.client_id, KeyPurpose::Assertion)
-                .await?;
-            self.rotator.schedule(&app.client_id).await?;
-        }
-        if request.dpop_bound {
-            self.enable_dpop(&app.client_id).await?;
-        }
+        self.record_created(&app, &intent).await?;
+        self.store
+            .finish_intent(intent_id, IntentState::Done, Some(&app.client_id))
+            .await?;
         Ok(app)
     }
 
@@ -353,20 +347,35 @@ impl RegistrarService {
     async fn delete(&self, client_id: &str) -> Result<(), ServiceError> {
         validate::client_id(client_id)?;
         let app = self.service_app(client_id).await?;
-        if app.status != "INACTIVE" {
-            self.okta
-                .deactivate_app(client_id)
-                .await
-                .map_err(|err| ServiceError::for_app(err, client_id))?;
+        let intent_id = self
+            .store
+            .record_intent(&Intent::delete_app(client_id))
+            .await?;
+        if let Err(error) = self.deactivate_and_delete(&app).await {
+            self.settle_failed_call(intent_id, &error).await?;
+            return Err(ServiceError::for_app(error, client_id));
         }
-        self.okta
-            .delete_app(client_id)
-            .await
-            .map_err(|err| ServiceError::for_app(err, client_id))?;
+        self.forget_deleted_app(client_id).await?;
+        self.store
+            .finish_intent(intent_id, IntentState::Done, None)
+            .await?;
+        tracing::info!(%client_id, "service app deleted");
+        Ok(())
+    }
+
+    async fn deactivate_and_delete(&self, app: &App) -> Result<(), OktaError> {
+        if app.status != "INACTIVE" {
+            self.okta.deactivate_app(&app.id).await?;
+        }
+        self.okta.delete_app(&app.id).await
+    }
+
+    /// Records that an app is gone from Okta and drops what is cached
+    /// about it.
+    async fn forget_deleted_app(&self, client_id: &str) -> Result<(), ServiceError> {
         self.store.mark_app_deleted(client_id).await?;
         self.keyring.forget(client_id);
         self.tokens.forget(client_id);
-        tracing::info!(%client_id, "service app deleted");
         Ok(())
     }
 
@@ -413,11 +422,22 @@ impl RegistrarService {
                 ));
                 continue;
             }
-            match self.grant_once(client_id, &scope_id).await {
+            let intent_id = self
+                .store
+                .record_intent(&Intent::grant(client_id, &scope_id))
+                .await?;
+            let granted = self.grant_once(client_id, &scope_id).await;
+            if let Err(error) = &granted {
+                self.settle_failed_call(intent_id, error).await?;
+            }
+            match granted {
                 Ok(grant) => {
                     tracing::info!(%client_id, %scope_id, grant_id = %grant.id, "scope granted");
                     self.store
                         .record_grant(client_id, &scope_id, &grant.id)
+                        .await?;
+                    self.store
+                        .finish_intent(intent_id, IntentState::Done, None)
                         .await?;
                     results.push(scope_result(
                         &scope_id,
@@ -530,15 +550,29 @@ impl RegistrarService {
             // revoking the scope removes all of them.
             let mut outcome = scope_result(&scope_id, ScopeOutcome::Revoked, "", "");
             for grant in matching {
-                match self.okta.delete_grant(client_id, &grant.id).await {
+                let intent_id = self
+                    .store
+                    .record_intent(&Intent::revoke(client_id, &scope_id, &grant.id))
+                    .await?;
+                let revoked = match self.okta.delete_grant(client_id, &grant.id).await {
                     Ok(()) => {
                         tracing::info!(%client_id, %scope_id, grant_id = %grant.id, "scope revoked");
-                        self.store.record_revocation(client_id, &grant.id).await?;
-                        outcome.grant_id = grant.id.clone();
+                        Ok(())
                     }
                     // Gone in the meantime: the goal is reached.
-                    Err(error) if error.is_not_found() => outcome.grant_id = grant.id.clone(),
+                    Err(error) if error.is_not_found() => Ok(()),
+                    Err(error) => Err(error),
+                };
+                match revoked {
+                    Ok(()) => {
+                        self.store.record_revocation(client_id, &grant.id).await?;
+                        self.store
+                            .finish_intent(intent_id, IntentState::Done, None)
+                            .await?;
+                        outcome.grant_id = grant.id.clone();
+                    }
                     Err(error) => {
+                        self.settle_failed_call(intent_id, &error).await?;
                         let changed = results.iter().any(|result: &ScopeResult| {
                             result.outcome == ScopeOutcome::Revoked as i32
                         });

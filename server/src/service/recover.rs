@@ -106,7 +106,7 @@ impl RegistrarService {
 
 /// Returns whether `app` is the service app that `body` registers: same
 /// name, and every key of the body among the app's keys.
-fn is_created_by(app: &App, body: &NewClient) -> bool {
+pub(super) fn is_created_by(app: &App, body: &NewClient) -> bool {
     if !app.is_service_app() || app.label != body.client_name {
         return false;
     }

@@ -73,9 +73,9 @@ impl RegistrarService {
                 Err(error) => return Err(error),
             },
             // A create whose response was lost is resolved by looking the
-            // app up by name (see `create_client_once`).
-            // NOTE: when that lookup fails too, the app exists in Okta but
-            // not in the store, and later calls get ALREADY_EXISTS.
+            // app up by name (see `create_client_once`). When that lookup
+            // fails too, the create's intent stays pending, and a later call
+            // of the same caller or the next start adopts the app.
             None => (
                 self.create_for(&request, algorithm, access.caller_id())
                     .await?,

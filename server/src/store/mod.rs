@@ -12,9 +12,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Row, migrate::Migrator};
 
 mod audit;
+mod intents;
 mod rotation;
 
 pub use audit::{AuditEvent, StoredAuditEvent};
+pub use intents::{Intent, IntentKind, IntentState, StoredIntent};
 pub use rotation::{HeldKey, Phase, Rotation};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

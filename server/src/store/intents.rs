@@ -1,0 +1,545 @@
+//! The store's record of mutating Okta calls: each is written as a pending
+//! intent before the call is sent, and marked done or failed after, so that
+//! a restarted registrar can find the calls whose outcome it never saw.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// The Okta call an intent records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentKind {
+    /// Create a service app through dynamic client registration.
+    CreateApp,
+    /// Grant one scope to an app.
+    Grant,
+    /// Revoke one grant of an app.
+    Revoke,
+    /// Deactivate and delete an app.
+    DeleteApp,
+}
+
+impl IntentKind {
+    /// Returns the name stored in the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateApp => "create_app",
+            Self::Grant => "grant",
+            Self::Revoke => "revoke",
+            Self::DeleteApp => "delete_app",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "create_app" => Some(Self::CreateApp),
+            "grant" => Some(Self::Grant),
+            "revoke" => Some(Self::Revoke),
+            "delete_app" => Some(Self::DeleteApp),
+            _ => None,
+        }
+    }
+}
+
+/// The state of an intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentState {
+    /// Recorded, while the outcome of the Okta call is not known yet.
+    Pending,
+    /// Okta applied the call and the store records its result.
+    Done,
+    /// Okta did not apply the call, so the caller may try again.
+    Failed,
+}
+
+impl IntentState {
+    /// Returns the name stored in the `state` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(Self::Pending),
+            "done" => Some(Self::Done),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A mutating Okta call, as recorded before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// The call.
+    pub kind: IntentKind,
+    /// The app's name for a create, and empty for other kinds.
+    pub client_name: String,
+    /// The app's client id, which is empty for a create until Okta returns it.
+    pub client_id: String,
+    /// The scope of a grant or revoke, and empty for other kinds.
+    pub scope_id: String,
+    /// The grant that a revoke removes, and empty for other kinds.
+    pub grant_id: String,
+    /// The registrar's id of the generated key that a create sends.
+    pub key_id: Option<String>,
+    /// The public JWKs that a create sends, as a JSON array.
+    pub public_keys: String,
+    /// The caller id that will own a created app.
+    pub owner: Option<String>,
+    /// Whether a create makes the app's tokens DPoP-bound.
+    pub dpop_bound: bool,
+}
+
+impl Intent {
+    fn empty(kind: IntentKind) -> Self {
+        Self {
+            kind,
+            client_name: String::new(),
+            client_id: String::new(),
+            scope_id: String::new(),
+            grant_id: String::new(),
+            key_id: None,
+            public_keys: "[]".into(),
+            owner: None,
+            dpop_bound: false,
+        }
+    }
+
+    /// Builds the intent of a create that sends `public_keys` (a JSON
+    /// array), for the app that `owner` will manage.
+    pub fn create_app(
+        client_name: &str,
+        owner: &str,
+        key_id: Option<&str>,
+        public_keys: String,
+        dpop_bound: bool,
+    ) -> Self {
+        Self {
+            client_name: client_name.to_string(),
+            key_id: key_id.map(str::to_string),
+            public_keys,
+            owner: Some(owner.to_string()),
+            dpop_bound,
+            ..Self::empty(IntentKind::CreateApp)
+        }
+    }
+
+    /// Builds the intent of a grant of one scope.
+    pub fn grant(client_id: &str, scope_id: &str) -> Self {
+        Self {
+            client_id: client_id.to_string(),
+            scope_id: scope_id.to_string(),
+            ..Self::empty(IntentKind::Grant)
+        }
+    }
+
+    /// Builds the intent of a revoke of one grant.
+    pub fn revoke(client_id: &str, scope_id: &str, grant_id: &str) -> Self {
+        Self {
+            client_id: client_id.to_string(),
+            scope_id: scope_id.to_string(),
+            grant_id: grant_id.to_string(),
+            ..Self::empty(IntentKind::Revoke)
+        }
+    }
+
+    /// Builds the intent of an app's deletion.
+    pub fn delete_app(client_id: &str) -> Self {
+        Self {
+            client_id: client_id.to_string(),
+            ..Self::empty(IntentKind::DeleteApp)
+        }
+    }
+}
+
+/// An intent as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIntent {
+    /// The intent's id.
+    pub id: i64,
+    /// The recorded call.
+    pub intent: Intent,
+    /// Its state.
+    pub state: IntentState,
+    /// When it was recorded, in Unix milliseconds.
+    pub created_at: i64,
+    /// How often the call was sent or its outcome checked.
+    pub attempts: i64,
+}
+
+/// Builds a literal query that selects every column of `intents`, with
+/// `$rest` (the `WHERE` and `ORDER BY` clauses) appended.
+macro_rules! select_intents {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, kind, client_name, client_id, scope_id, grant_id, key_id, public_keys, \
+             owner, dpop_bound, state, created_at, attempts FROM intents ",
+            $rest
+        )
+    };
+}
+
+impl Store {
+    /// Records a call as pending before it is sent, and returns the
+    /// intent's id.
+    pub async fn record_intent(&self, intent: &Intent) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO intents (kind, client_name, client_id, scope_id, grant_id, key_id, \
+             public_keys, owner, dpop_bound, state, created_at, attempts) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, 1) RETURNING id",
+        )
+        .bind(intent.kind.as_str())
+        .bind(&intent.client_name)
+        .bind(&intent.client_id)
+        .bind(&intent.scope_id)
+        .bind(&intent.grant_id)
+        .bind(&intent.key_id)
+        .bind(&intent.public_keys)
+        .bind(&intent.owner)
+        .bind(i64::from(intent.dpop_bound))
+        .bind(unix_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get("id"))
+    }
+
+    /// Marks a pending intent done or failed. `client_id` fills in the app
+    /// that a create made; other intents pass `None`.
+    pub async fn finish_intent(
+        &self,
+        id: i64,
+        state: IntentState,
+        client_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE intents SET state = ?, finished_at = ?, client_id = COALESCE(?, client_id) \
+             WHERE id = ? AND state = 'pending'",
+        )
+        .bind(state.as_str())
+        .bind(unix_millis())
+        .bind(client_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Counts one more check of a pending intent's outcome.
+    pub async fn count_intent_attempt(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE intents SET attempts = attempts + 1 WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Returns every pending intent, oldest first.
+    pub async fn pending_intents(&self) -> Result<Vec<StoredIntent>, StoreError> {
+        let rows = sqlx::query(select_intents!("WHERE state = 'pending' ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().filter_map(intent_from_row).collect())
+    }
+
+    /// Returns the pending creates of apps with this name, oldest first.
+    pub async fn pending_creates(
+        &self,
+        client_name: &str,
+    ) -> Result<Vec<StoredIntent>, StoreError> {
+        let rows = sqlx::query(select_intents!(
+            "WHERE state = 'pending' AND kind = 'create_app' AND client_name = ? ORDER BY id"
+        ))
+        .bind(client_name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().filter_map(intent_from_row).collect())
+    }
+
+    /// Returns the intent with this id.
+    pub async fn intent(&self, id: i64) -> Result<Option<StoredIntent>, StoreError> {
+        let row = sqlx::query(select_intents!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(intent_from_row))
+    }
+
+    /// Deletes the done and failed intents that finished before `before`
+    /// (Unix milliseconds), and returns how many it deleted. Pending
+    /// intents are kept however old they are.
+    pub async fn prune_intents(&self, before: i64) -> Result<u64, StoreError> {
+        let result =
+            sqlx::query("DELETE FROM intents WHERE state != 'pending' AND finished_at < ?")
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Returns whether the private key is still pending: stored, but not
+    /// attached to an app.
+    pub async fn is_key_pending(&self, key_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT status FROM private_keys WHERE key_id = ?")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some_and(|row| row.get::<&str, _>("status") == "pending"))
+    }
+}
+
+/// Returns the time in Unix milliseconds.
+fn unix_millis() -> i64 {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the system clock is after 1970");
+    i64::try_from(elapsed.as_millis()).expect("milliseconds since 1970 fit in i64")
+}
+
+fn intent_from_row(row: sqlx::sqlite::SqliteRow) -> Option<StoredIntent> {
+    Some(StoredIntent {
+        id: row.get("id"),
+        intent: Intent {
+            kind: IntentKind::parse(row.get::<&str, _>("kind"))?,
+            client_name: row.get("client_name"),
+            client_id: row.get("client_id"),
+            scope_id: row.get("scope_id"),
+            grant_id: row.get("grant_id"),
+            key_id: row.get("key_id"),
+            public_keys: row.get("public_keys"),
+            owner: row.get("owner"),
+            dpop_bound: row.get::<i64, _>("dpop_bound") != 0,
+        },
+        state: IntentState::parse(row.get::<&str, _>("state"))?,
+        created_at: row.get("created_at"),
+        attempts: row.get("attempts"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{KeyPurpose, SealedKey};
+
+    async fn memory_store() -> Store {
+        Store::open("sqlite::memory:")
+            .await
+            .expect("in-memory store opens")
+    }
+
+    #[tokio::test]
+    async fn intent_round_trip() {
+        let store = memory_store().await;
+        let create = Intent::create_app(
+            "billing",
+            "billing-team",
+            Some("key-1"),
+            r#"[{"kid":"k1"}]"#.into(),
+            true,
+        );
+        let id = store.record_intent(&create).await.expect("record");
+        let stored = store.intent(id).await.expect("read").expect("present");
+        assert_eq!(stored.intent, create);
+        assert_eq!(stored.state, IntentState::Pending);
+        assert_eq!(stored.attempts, 1);
+        assert!(stored.created_at > 0);
+    }
+
+    #[tokio::test]
+    async fn every_kind_round_trips() {
+        let store = memory_store().await;
+        let intents = [
+            Intent::create_app("billing", "owner", None, "[]".into(), false),
+            Intent::grant("0oa1", "okta.users.read"),
+            Intent::revoke("0oa1", "okta.users.read", "oag1"),
+            Intent::delete_app("0oa1"),
+        ];
+        for intent in intents {
+            let id = store.record_intent(&intent).await.expect("record");
+            let stored = store.intent(id).await.expect("read").expect("present");
+            assert_eq!(stored.intent, intent, "{:?}", intent.kind);
+        }
+    }
+
+    #[tokio::test]
+    async fn finished_intents_are_not_pending() {
+        let store = memory_store().await;
+        let create = store
+            .record_intent(&Intent::create_app(
+                "billing",
+                "owner",
+                None,
+                "[]".into(),
+                false,
+            ))
+            .await
+            .expect("record");
+        let grant = store
+            .record_intent(&Intent::grant("0oa1", "okta.users.read"))
+            .await
+            .expect("record");
+        let revoke = store
+            .record_intent(&Intent::revoke("0oa1", "okta.users.read", "oag1"))
+            .await
+            .expect("record");
+        let pending: Vec<_> = store
+            .pending_intents()
+            .await
+            .expect("read")
+            .iter()
+            .map(|intent| intent.id)
+            .collect();
+        assert_eq!(pending, vec![create, grant, revoke]);
+
+        store
+            .finish_intent(create, IntentState::Done, Some("0oa9"))
+            .await
+            .expect("finish");
+        store
+            .finish_intent(grant, IntentState::Failed, None)
+            .await
+            .expect("finish");
+        let pending: Vec<_> = store
+            .pending_intents()
+            .await
+            .expect("read")
+            .iter()
+            .map(|intent| intent.id)
+            .collect();
+        assert_eq!(pending, vec![revoke]);
+
+        let created = store.intent(create).await.expect("read").expect("present");
+        assert_eq!(created.state, IntentState::Done);
+        assert_eq!(created.intent.client_id, "0oa9");
+        let granted = store.intent(grant).await.expect("read").expect("present");
+        assert_eq!(granted.state, IntentState::Failed);
+        assert_eq!(granted.intent.client_id, "0oa1");
+    }
+
+    #[tokio::test]
+    async fn finished_intent_stays_finished() {
+        let store = memory_store().await;
+        let id = store
+            .record_intent(&Intent::delete_app("0oa1"))
+            .await
+            .expect("record");
+        store
+            .finish_intent(id, IntentState::Failed, None)
+            .await
+            .expect("finish");
+        store
+            .finish_intent(id, IntentState::Done, None)
+            .await
+            .expect("finish again");
+        let stored = store.intent(id).await.expect("read").expect("present");
+        assert_eq!(stored.state, IntentState::Failed);
+    }
+
+    #[tokio::test]
+    async fn attempts_count_up() {
+        let store = memory_store().await;
+        let id = store
+            .record_intent(&Intent::grant("0oa1", "okta.users.read"))
+            .await
+            .expect("record");
+        store.count_intent_attempt(id).await.expect("count");
+        store.count_intent_attempt(id).await.expect("count");
+        let stored = store.intent(id).await.expect("read").expect("present");
+        assert_eq!(stored.attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn pending_creates_match_the_name() {
+        let store = memory_store().await;
+        let billing = store
+            .record_intent(&Intent::create_app(
+                "billing",
+                "owner",
+                None,
+                "[]".into(),
+                false,
+            ))
+            .await
+            .expect("record");
+        store
+            .record_intent(&Intent::create_app(
+                "payroll",
+                "owner",
+                None,
+                "[]".into(),
+                false,
+            ))
+            .await
+            .expect("record");
+        store
+            .record_intent(&Intent::grant("billing", "okta.users.read"))
+            .await
+            .expect("record");
+        let found: Vec<_> = store
+            .pending_creates("billing")
+            .await
+            .expect("read")
+            .iter()
+            .map(|intent| intent.id)
+            .collect();
+        assert_eq!(found, vec![billing]);
+
+        store
+            .finish_intent(billing, IntentState::Failed, None)
+            .await
+            .expect("finish");
+        assert!(
+            store
+                .pending_creates("billing")
+                .await
+                .expect("read")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn prune_keeps_pending_intents() {
+        let store = memory_store().await;
+        let pending = store
+            .record_intent(&Intent::grant("0oa1", "okta.users.read"))
+            .await
+            .expect("record");
+        let done = store
+            .record_intent(&Intent::grant("0oa1", "okta.apps.read"))
+            .await
+            .expect("record");
+        store
+            .finish_intent(done, IntentState::Done, None)
+            .await
+            .expect("finish");
+
+        let pruned = store.prune_intents(0).await.expect("prune");
+        assert_eq!(pruned, 0, "nothing finished before 1970");
+        let pruned = store.prune_intents(unix_millis() + 1).await.expect("prune");
+        assert_eq!(pruned, 1);
+        assert!(store.intent(done).await.expect("read").is_none());
+        assert!(store.intent(pending).await.expect("read").is_some());
+    }
+
+    #[tokio::test]
+    async fn key_pending_until_activated() {
+        let store = memory_store().await;
+        let key = SealedKey {
+            key_id: "key-1".into(),
+            purpose: KeyPurpose::Assertion,
+            kid: "kid-1".into(),
+            algorithm: "ES256".into(),
+            public_jwk: "{}".into(),
+            sealed: vec![1, 2, 3],
+        };
+        assert!(!store.is_key_pending("key-1").await.expect("read"));
+        store.insert_pending_key(&key).await.expect("insert");
+        assert!(store.is_key_pending("key-1").await.expect("read"));
+        store.activate_key("key-1", "0oa1").await.expect("activate");
+        assert!(!store.is_key_pending("key-1").await.expect("read"));
+    }
+}
