@@ -33,7 +33,6 @@ use std::time::Duration;
 use anyhow::Context;
 use registrar_api::v1::registrar_server::RegistrarServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use auth::{AuthConfig, AuthLayer};
 pub use config::ServerConfig;
@@ -183,7 +182,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         // Okta calls see the caller's deadline, to fail fast on rate limits.
         .add_service(okta::retry::WithDeadline(registrar))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming(listener), signal);
     let grace = config.shutdown_grace;
     let grace_expired = async move {
         if signalled_rx.await.is_err() {
@@ -248,4 +247,11 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Wraps the listener for tonic with `TCP_NODELAY` on every accepted
+/// connection. Without it, Nagle's algorithm holds a lone small response
+/// until the client's delayed ACK, about 40 ms on Linux.
+fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
