@@ -73,9 +73,17 @@ pub struct KeyPair {
     algorithm: SigningAlgorithm,
     private_der: Zeroizing<Vec<u8>>,
     public: Jwk,
-    // NOTE: jsonwebtoken's EncodingKey keeps its own copy of the DER and
-    // does not zeroize it on drop; only `private_der` is zeroized.
-    encoding_key: jsonwebtoken::EncodingKey,
+    signing_key: SigningKey,
+}
+
+/// The private key parsed once by aws-lc-rs, so that a signature does not
+/// pay for parsing the DER again. AWS-LC allocates the key with
+/// `OPENSSL_malloc`, and its `OPENSSL_free` overwrites each allocation with
+/// zeros before freeing it (`crypto/mem.c` in aws-lc-sys 0.47), so dropping
+/// the key clears it as `Zeroizing` clears `private_der`.
+enum SigningKey {
+    Rsa(aws_lc_rs::rsa::KeyPair),
+    Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
 }
 
 impl fmt::Debug for KeyPair {
@@ -106,15 +114,22 @@ impl KeyPair {
         private_der: Zeroizing<Vec<u8>>,
         public: Jwk,
     ) -> Result<Self, KeyError> {
-        let encoding_key = match algorithm {
-            SigningAlgorithm::Rs256 => jsonwebtoken::EncodingKey::from_rsa_der(&private_der),
-            SigningAlgorithm::Es256 => jsonwebtoken::EncodingKey::from_ec_der(&private_der),
+        let signing_key = match algorithm {
+            SigningAlgorithm::Rs256 => aws_lc_rs::rsa::KeyPair::from_der(&private_der)
+                .map(SigningKey::Rsa)
+                .map_err(|err| KeyError::Malformed(format!("invalid PKCS#1 RSA key: {err}")))?,
+            SigningAlgorithm::Es256 => aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &private_der,
+            )
+            .map(SigningKey::Ecdsa)
+            .map_err(|err| KeyError::Malformed(format!("invalid PKCS#8 P-256 key: {err}")))?,
         };
         Ok(Self {
             algorithm,
             private_der,
             public,
-            encoding_key,
+            signing_key,
         })
     }
 
@@ -159,8 +174,24 @@ impl KeyPair {
             .map_err(|err| malformed(&err))
     }
 
-    pub(crate) fn encoding_key(&self) -> &jsonwebtoken::EncodingKey {
-        &self.encoding_key
+    /// Signs `message` with RSASSA-PKCS1-v1_5 SHA-256 (RS256) or with ECDSA
+    /// P-256 SHA-256 (ES256), and returns the JWS signature bytes: the
+    /// modulus-length signature for RSA, and `r || s` (64 bytes) for ECDSA.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match &self.signing_key {
+            SigningKey::Rsa(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    message,
+                    &mut signature,
+                )?;
+                Ok(signature)
+            }
+            SigningKey::Ecdsa(key) => Ok(key.sign(&rng, message)?.as_ref().to_vec()),
+        }
     }
 }
 
