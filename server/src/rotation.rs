@@ -18,6 +18,7 @@ use crate::keyring::Keyring;
 use crate::keys::SigningAlgorithm;
 use crate::metrics::RotationEvent;
 use crate::okta::{OktaClient, OktaError};
+use crate::service::key_states::KeyStates;
 use crate::store::{KeyPurpose, Phase, Rotation, Store};
 
 /// The timing of rotations.
@@ -44,7 +45,7 @@ pub struct Rotator {
     keyring: Keyring,
     settings: RotationSettings,
     wake: Arc<Notify>,
-    changes: Arc<watch::Sender<u64>>,
+    key_states: Arc<KeyStates>,
 }
 
 impl Rotator {
@@ -55,26 +56,32 @@ impl Rotator {
         keyring: Keyring,
         settings: RotationSettings,
     ) -> Self {
-        let (changes, _) = watch::channel(0);
         Self {
             okta,
             store,
             keyring,
             settings,
             wake: Arc::new(Notify::new()),
-            changes: Arc::new(changes),
+            key_states: Arc::new(KeyStates::default()),
         }
     }
 
     /// Returns a receiver that gets a new value after every change of any
     /// app's key state.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+        self.key_states.subscribe()
     }
 
-    /// Announces that some app's key state changed.
-    pub fn announce(&self) {
-        self.changes.send_modify(|count| *count += 1);
+    /// Announces that the app's key state changed, after the change is
+    /// committed to the store.
+    pub fn announce(&self, client_id: &str) {
+        self.key_states.announce(client_id);
+    }
+
+    /// Returns the key states that watch streams share, which `announce`
+    /// marks as stale.
+    pub(crate) fn key_states(&self) -> &KeyStates {
+        &self.key_states
     }
 
     /// Starts a rotation: generates and stores the new key, then registers
@@ -115,7 +122,7 @@ impl Rotator {
         self.store.start_rotation(&rotation).await?;
         tracing::info!(%client_id, new_kid = %pending.key.kid(), "key rotation started");
         crate::metrics::rotation(RotationEvent::Started);
-        self.announce();
+        self.announce(client_id);
         self.add_new_key(&rotation)
             .await
             .inspect_err(|_| crate::metrics::rotation(RotationEvent::Failed))?;
@@ -224,7 +231,7 @@ impl Rotator {
                 self.keyring.forget(&rotation.client_id);
                 self.schedule(&rotation.client_id).await?;
                 tracing::info!(client_id = %rotation.client_id, "signing switched to the new key");
-                self.announce();
+                self.announce(&rotation.client_id);
                 Ok(())
             }
             Phase::Switched => self.remove_old_key(rotation).await,
@@ -265,7 +272,7 @@ impl Rotator {
             .rotation_added(rotation, &okta_key_id, switch_at)
             .await?;
         tracing::info!(%client_id, new_kid = %new_key.kid, "new key registered in Okta beside the old one");
-        self.announce();
+        self.announce(client_id);
         Ok(())
     }
 
@@ -289,7 +296,7 @@ impl Rotator {
         self.store.rotation_finished(rotation).await?;
         tracing::info!(%client_id, "key rotation finished");
         crate::metrics::rotation(RotationEvent::Completed);
-        self.announce();
+        self.announce(client_id);
         Ok(())
     }
 

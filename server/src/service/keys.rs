@@ -1,6 +1,7 @@
 //! The key RPCs: rotation, caller-managed keys, and the rotation watch.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use registrar_api::prost_types::Timestamp;
 use registrar_api::v1::{
@@ -14,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::RegistrarService;
+use super::key_states::AppSlot;
 use crate::error::ServiceError;
 use crate::jwk;
 use crate::store::{KeyPurpose, Phase};
@@ -21,6 +23,13 @@ use crate::validate::{self, InvalidArgument};
 
 /// The maximum number of apps one watch stream may cover.
 const MAX_WATCHED_APPS: usize = 100;
+
+/// One app of a watch stream, with the key state it shares with the other
+/// streams that watch the app.
+struct WatchedApp {
+    client_id: String,
+    slot: Arc<AppSlot>,
+}
 
 /// The stream type of WatchRotations.
 pub(super) type WatchStream =
@@ -97,7 +106,7 @@ impl RegistrarService {
             )
             .await?;
         tracing::info!(%client_id, kid = %key.kid, "key added");
-        self.rotator.announce();
+        self.rotator.announce(client_id);
         Ok(AddKeyResponse { key: Some(public) })
     }
 
@@ -165,7 +174,7 @@ impl RegistrarService {
         self.store
             .record_removed_key(client_id, &request.kid)
             .await?;
-        self.rotator.announce();
+        self.rotator.announce(client_id);
         Ok(RetireKeyResponse {})
     }
 
@@ -178,12 +187,24 @@ impl RegistrarService {
         if with_keys && !self.deliver_private_keys {
             return Err(ServiceError::KeyDeliveryOff);
         }
+        let apps: Vec<WatchedApp> = client_ids
+            .into_iter()
+            .map(|client_id| WatchedApp {
+                slot: self.rotator.key_states().slot(&client_id),
+                client_id,
+            })
+            .collect();
+        // Subscribe before the first read, so that a change committed while
+        // it runs wakes the stream.
+        let mut changes = self.rotator.subscribe();
         // Unknown apps fail the call before any message.
-        let first = self.watch_message(&client_ids, with_keys).await?;
+        let first = self
+            .watch_message(&apps, with_keys, None)
+            .await?
+            .expect("a message is built when no revision was sent");
 
         let (sender, receiver) = mpsc::channel(1);
         let service = self.clone();
-        let mut changes = self.rotator.subscribe();
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _open = crate::metrics::OpenWatchStream::open();
@@ -199,20 +220,22 @@ impl RegistrarService {
                     },
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 };
-                changes.borrow_and_update();
                 let message = match pending_first.take() {
-                    Some(first) => Ok(first),
-                    None => service
-                        .watch_message(&client_ids, with_keys)
-                        .await
-                        .map_err(Status::from),
+                    Some(first) => Ok(Some(first)),
+                    None => {
+                        changes.borrow_and_update();
+                        service
+                            .watch_message(&apps, with_keys, last_revision)
+                            .await
+                            .map_err(Status::from)
+                    }
                 };
                 match message {
-                    Ok(message) if Some(message.revision) != last_revision => {
+                    Ok(Some(message)) => {
                         last_revision = Some(message.revision);
                         permit.send(Ok(message));
                     }
-                    Ok(_) => drop(permit),
+                    Ok(None) => drop(permit),
                     Err(status) => {
                         permit.send(Err(status));
                         return;
@@ -228,23 +251,39 @@ impl RegistrarService {
         Ok(Box::pin(ReceiverStream::new(receiver)))
     }
 
+    /// Builds a watch message from the shared key states of `apps`, or
+    /// returns `None` when its revision equals `last_revision`. The store is
+    /// read only for apps whose state changed since it was last built, and
+    /// private keys only when a message is built.
     async fn watch_message(
         &self,
-        client_ids: &[String],
+        apps: &[WatchedApp],
         with_keys: bool,
-    ) -> Result<WatchRotationsResponse, ServiceError> {
-        let mut apps = Vec::with_capacity(client_ids.len());
-        for client_id in client_ids {
-            let mut state = self.key_state(client_id).await?;
-            if with_keys {
-                state.signing_key = self.signing_key(client_id, &state.signing_kid).await?;
-            }
-            apps.push(state);
+        last_revision: Option<u64>,
+    ) -> Result<Option<WatchRotationsResponse>, ServiceError> {
+        let mut states = Vec::with_capacity(apps.len());
+        for app in apps {
+            let state = app.slot.latest(|| self.key_state(&app.client_id)).await?;
+            states.push(state);
         }
-        Ok(WatchRotationsResponse {
-            revision: apps.iter().map(|app| app.revision).sum(),
-            apps,
-        })
+        let revision = states.iter().map(|state| state.revision).sum();
+        if last_revision == Some(revision) {
+            return Ok(None);
+        }
+        let mut messages = Vec::with_capacity(states.len());
+        for state in states {
+            let mut state = AppKeyState::clone(&state);
+            if with_keys {
+                state.signing_key = self
+                    .signing_key(&state.client_id, &state.signing_kid)
+                    .await?;
+            }
+            messages.push(state);
+        }
+        Ok(Some(WatchRotationsResponse {
+            revision,
+            apps: messages,
+        }))
     }
 
     /// Returns the private key of `signing_kid` for delivery, or `None`

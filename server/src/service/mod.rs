@@ -5,6 +5,7 @@ mod access;
 mod audit;
 mod credentials;
 mod intents;
+pub(crate) mod key_states;
 mod keys;
 mod recover;
 mod register;
@@ -376,6 +377,8 @@ impl RegistrarService {
         self.store.mark_app_deleted(client_id).await?;
         self.keyring.forget(client_id);
         self.tokens.forget(client_id);
+        // Ends the app's watch streams with NOT_FOUND.
+        self.rotator.announce(client_id);
         Ok(())
     }
 

@@ -64,6 +64,7 @@ impl RegistrarService {
                     tracing::warn!(%client_id, service_name = %request.service_name, "registered app is gone from Okta; creating a new one");
                     self.store.mark_app_deleted(&client_id).await?;
                     self.keyring.forget(&client_id);
+                    self.rotator.announce(&client_id);
                     (
                         self.create_for(&request, algorithm, access.caller_id())
                             .await?,
