@@ -154,7 +154,7 @@ impl FromStr for FaultEndpoint {
     }
 }
 
-/// What a fault does to a request.
+/// The effect of a fault on a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultKind {
@@ -239,7 +239,7 @@ pub enum FaultTrigger {
 pub struct Fault {
     /// The endpoint whose requests the fault selects.
     pub endpoint: FaultEndpoint,
-    /// What happens to a selected request.
+    /// The effect on a selected request.
     #[serde(flatten)]
     pub kind: FaultKind,
     /// When the fault fires.
@@ -506,7 +506,7 @@ fn empty_first_page(uri: &Uri, org_url: &str) -> Response {
     response
 }
 
-/// Changes the response headers as the fired faults say: a burst reports
+/// Changes the response headers as the fired faults require: a burst reports
 /// no requests remaining, and the header faults skew `Date`, drop the
 /// rate-limit headers or send them twice.
 /// `now` is the time the unskewed `Date` header shows.

@@ -56,7 +56,7 @@ impl ServiceIdentity {
     /// With key delivery on (see [`Client::with_key_delivery`]), a registrar
     /// that cannot be reached (UNAVAILABLE or DEADLINE_EXCEEDED) is no
     /// longer fatal: the SDK signs a client assertion with the delivered key
-    /// and asks Okta's token endpoint itself, caching the token in this
+    /// and requests a token from Okta's token endpoint itself, caching the token in this
     /// identity until three quarters of its lifetime have passed. That path
     /// does not cover DPoP-bound apps, whose proofs the registrar signs.
     pub async fn access_token(&self, scopes: &[&str]) -> Result<GetAccessTokenResponse, Error> {

@@ -9,7 +9,7 @@ use x509_cert::ext::pkix::name::GeneralName;
 
 use super::AuthError;
 
-/// The longest caller id taken from a certificate, in bytes.
+/// The maximum length of a caller id taken from a certificate, in bytes.
 const MAX_ID_LENGTH: usize = 512;
 
 /// Returns the caller id of a DER client certificate: its first

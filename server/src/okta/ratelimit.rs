@@ -188,7 +188,7 @@ pub fn parse_http_date(value: &str) -> Option<u64> {
     u64::try_from(parsed.assume_utc().unix_timestamp()).ok()
 }
 
-/// What a request must do before it may be sent.
+/// The admission decision for a request: send now, or wait first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// Send now; the permit is taken.
@@ -199,7 +199,7 @@ pub enum Admission {
     WaitForResponse,
 }
 
-/// What the pacer knows about one bucket.
+/// The pacer's state of one bucket.
 #[derive(Debug, Clone, Default)]
 pub struct BucketState {
     /// The budget per window from the last response, once known.
@@ -211,7 +211,7 @@ pub struct BucketState {
     /// When the current window ends on the local monotonic clock; `None`
     /// after it ended, until a response reports the next one.
     window_end: Option<Instant>,
-    /// Requests sent and not answered yet.
+    /// Requests sent and still waiting for a response.
     in_flight: u32,
 }
 
@@ -614,7 +614,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(state.admit(1.0, now), Admission::Go);
         }
-        // Another client spent the rest: the next response says 0 left.
+        // Another client spent the rest: the next response reports 0 left.
         state.observe(Some(&observed(4, 0, 1000, 10)), 1.0, now);
         assert!(matches!(state.admit(1.0, now), Admission::WaitUntil(_)));
     }
