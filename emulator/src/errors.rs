@@ -144,7 +144,7 @@ impl OktaError {
         )
     }
 
-    /// Builds the answer of an injected 5xx fault: E0000009 with the
+    /// Builds the response of an injected 5xx fault: E0000009 with the
     /// status's reason phrase as the summary. Okta's bodies for 502, 503
     /// and 504 are not documented.
     pub(crate) fn injected_server_error(status: StatusCode) -> Self {

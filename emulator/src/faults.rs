@@ -158,7 +158,7 @@ impl FromStr for FaultEndpoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultKind {
-    /// Answers with this 5xx status and an Okta error body, without running
+    /// Responds with this 5xx status and an Okta error body, without running
     /// the handler.
     Status {
         /// 500, 502, 503 or 504.
@@ -175,7 +175,7 @@ pub enum FaultKind {
     /// Runs the handler, so its change is applied, then closes the
     /// connection without sending the response.
     ResetAfterCommit,
-    /// Answers 429 E0000047 with `X-Rate-Limit-Remaining: 0`, as if the
+    /// Responds with 429 E0000047 with `X-Rate-Limit-Remaining: 0`, as if the
     /// bucket were exhausted, without running the handler.
     RateLimitBurst,
     /// Shifts the `Date` header by this many seconds, leaving
@@ -190,7 +190,7 @@ pub enum FaultKind {
     /// then a stale one with one more request remaining and a reset one
     /// second earlier.
     DuplicateRateLimitHeaders,
-    /// Answers a first page of `GET /api/v1/apps` (one without `after`)
+    /// Responds to a first page of `GET /api/v1/apps` (one without `after`)
     /// with `[]` and a `next` link to the real first page.
     EmptyFirstPage,
 }

@@ -53,12 +53,13 @@ impl ServiceIdentity {
     /// Returns an access token with these scopes, from the registrar's cache
     /// when it holds a fresh one.
     ///
-    /// With key delivery on (see [`Client::with_key_delivery`]), a registrar
-    /// that cannot be reached (UNAVAILABLE or DEADLINE_EXCEEDED) is no
-    /// longer fatal: the SDK signs a client assertion with the delivered key
-    /// and requests a token from Okta's token endpoint itself, caching the token in this
-    /// identity until three quarters of its lifetime have passed. That path
-    /// does not cover DPoP-bound apps, whose proofs the registrar signs.
+    /// With key delivery on (see [`Client::with_key_delivery`]), an
+    /// unreachable registrar (UNAVAILABLE or DEADLINE_EXCEEDED) is no longer
+    /// fatal. The SDK then signs a client assertion with the delivered key
+    /// and requests a token from Okta's token endpoint itself. It caches
+    /// that token in this identity until three quarters of its lifetime
+    /// have passed. DPoP-bound apps are not covered, because the registrar
+    /// signs their proofs.
     pub async fn access_token(&self, scopes: &[&str]) -> Result<GetAccessTokenResponse, Error> {
         self.token(scopes, false).await
     }

@@ -148,7 +148,7 @@ pub enum Error {
     LocalToken {
         /// The app's client id.
         client_id: String,
-        /// What failed, with the token endpoint's answer.
+        /// The failure, with the token endpoint's response.
         detail: String,
     },
     /// The bearer token is empty or contains characters other than

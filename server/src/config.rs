@@ -44,7 +44,7 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The timing of key rotations.
     pub rotation: RotationSettings,
-    /// How callers authenticate, and the TLS settings.
+    /// The caller authentication and TLS settings.
     pub auth: AuthConfig,
     /// Whether WatchRotations delivers each app's private signing key to
     /// callers that ask for it.

@@ -250,7 +250,7 @@ impl Drop for AbortOnDrop {
 }
 
 /// Wraps the listener for tonic with `TCP_NODELAY` on every accepted
-/// connection. Without it, Nagle's algorithm holds a lone small response
+/// connection. Without it, Nagle's algorithm delays a lone small response
 /// until the client's delayed ACK, about 40 ms on Linux.
 fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))

@@ -23,7 +23,7 @@ fn register_request() -> RegisterServiceRequest {
     }
 }
 
-/// Waits until the emulator has answered a request with this method and
+/// Waits until the emulator has responded to a request with this method and
 /// path, for at most 10 s.
 async fn wait_for_request(env: &TestEnv, method: &str, path: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

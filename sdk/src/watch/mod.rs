@@ -75,7 +75,7 @@ struct HubState {
     running: bool,
     /// The client ids of the open stream.
     open_stream: Option<Vec<String>>,
-    /// Whether the stream asks for the apps' private signing keys.
+    /// Whether the stream requests the apps' private signing keys.
     private_keys: bool,
 }
 
@@ -113,8 +113,8 @@ impl WatchHub {
         })
     }
 
-    /// Makes the stream ask for the apps' private signing keys from now
-    /// on; an open stream is replaced by one that asks.
+    /// Makes the stream request the apps' private signing keys from now
+    /// on. An open stream is replaced by one that requests them.
     pub(crate) fn request_private_keys(&self) {
         {
             let mut state = self.lock();
@@ -314,7 +314,7 @@ impl HubState {
                     );
                     continue;
                 }
-                // A stream that newly asks for private keys brings the
+                // A stream that newly requests private keys brings the
                 // same revision with the key added.
                 Some(last)
                     if app.revision == last

@@ -25,7 +25,7 @@ use toml::Spanned;
 /// The minimum length of a bearer token, in characters.
 pub const MIN_TOKEN_LENGTH: usize = 32;
 
-/// The longest caller name accepted in the bearer token file.
+/// The maximum length of a caller name in the bearer token file.
 const MAX_NAME_LENGTH: usize = 128;
 
 /// The callers of the bearer token file and their token digests.

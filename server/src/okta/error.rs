@@ -159,9 +159,9 @@ pub enum OktaError {
     Credential {
         /// The operation, such as `grant scope`.
         operation: &'static str,
-        /// The HTTP status of Okta's answer, if there was one.
+        /// The HTTP status of Okta's response, if there was one.
         status: Option<u16>,
-        /// What is missing, and the fix.
+        /// The missing scope or role, and the fix.
         detail: String,
         /// Okta's `X-Okta-Request-Id`, for support cases.
         request_id: Option<String>,
@@ -219,7 +219,7 @@ impl OktaError {
         }
     }
 
-    /// Returns Okta's `X-Okta-Request-Id` of an error answer.
+    /// Returns Okta's `X-Okta-Request-Id` of an error response.
     pub fn request_id(&self) -> Option<&str> {
         match self {
             Self::Api { request_id, .. } | Self::Credential { request_id, .. } => {

@@ -60,7 +60,7 @@ pub struct Page<T> {
 /// half, the share Okta grants one API token by default.
 pub const DEFAULT_RATE_SHARE: f64 = 0.5;
 
-/// How the client paces and retries its requests.
+/// The pacing and retry settings of the client's requests.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PacingSettings {
     /// The share of each rate-limit bucket the registrar may use per

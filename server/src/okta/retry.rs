@@ -28,7 +28,7 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     /// The backoff before the first retry of a 5xx or transport failure.
     pub base_delay: Duration,
-    /// The longest backoff between two attempts.
+    /// The maximum backoff between two attempts.
     pub max_delay: Duration,
 }
 

@@ -34,7 +34,7 @@ pub(super) enum Replay {
     Never,
 }
 
-/// What the retry loop does after a failed attempt.
+/// The retry loop's decision after a failed attempt.
 enum Verdict {
     /// Return the error.
     Fail(OktaError),
