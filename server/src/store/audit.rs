@@ -43,7 +43,7 @@ impl Store {
     pub async fn append_audit_event(&self, event: &AuditEvent) -> Result<i64, StoreError> {
         let id = sqlx::query(
             "INSERT INTO audit_events (occurred_at, caller_id, operation, client_id, scope_ids, kids, status_code, message, okta_request_ids) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(event.occurred_at)
         .bind(&event.caller_id)
@@ -54,9 +54,9 @@ impl Store {
         .bind(&event.status_code)
         .bind(&event.message)
         .bind(to_json(&event.okta_request_ids))
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?
-        .last_insert_rowid();
+        .get("id");
         Ok(id)
     }
 
@@ -71,8 +71,8 @@ impl Store {
     ) -> Result<Vec<StoredAuditEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, occurred_at, caller_id, operation, client_id, scope_ids, kids, status_code, message, okta_request_ids \
-             FROM audit_events WHERE (?1 IS NULL OR client_id = ?1) AND (?2 IS NULL OR id < ?2) \
-             ORDER BY id DESC LIMIT ?3",
+             FROM audit_events WHERE ($1 IS NULL OR client_id = $1) AND ($2 IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(client_id)
         .bind(before_id)

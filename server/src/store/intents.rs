@@ -191,7 +191,7 @@ impl Store {
         let row = sqlx::query(
             "INSERT INTO intents (kind, client_name, client_id, scope_id, grant_id, key_id, \
              public_keys, owner, dpop_bound, state, created_at, attempts) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, 1) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, 1) RETURNING id",
         )
         .bind(intent.kind.as_str())
         .bind(&intent.client_name)
@@ -217,8 +217,8 @@ impl Store {
         client_id: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE intents SET state = ?, finished_at = ?, client_id = COALESCE(?, client_id) \
-             WHERE id = ? AND state = 'pending'",
+            "UPDATE intents SET state = $1, finished_at = $2, client_id = COALESCE($3, client_id) \
+             WHERE id = $4 AND state = 'pending'",
         )
         .bind(state.as_str())
         .bind(unix_millis())
@@ -231,7 +231,7 @@ impl Store {
 
     /// Counts one more check of a pending intent's outcome.
     pub async fn count_intent_attempt(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE intents SET attempts = attempts + 1 WHERE id = ?")
+        sqlx::query("UPDATE intents SET attempts = attempts + 1 WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -252,7 +252,7 @@ impl Store {
         client_name: &str,
     ) -> Result<Vec<StoredIntent>, StoreError> {
         let rows = sqlx::query(select_intents!(
-            "WHERE state = 'pending' AND kind = 'create_app' AND client_name = ? ORDER BY id"
+            "WHERE state = 'pending' AND kind = 'create_app' AND client_name = $1 ORDER BY id"
         ))
         .bind(client_name)
         .fetch_all(&self.pool)
@@ -262,7 +262,7 @@ impl Store {
 
     /// Returns the intent with this id.
     pub async fn intent(&self, id: i64) -> Result<Option<StoredIntent>, StoreError> {
-        let row = sqlx::query(select_intents!("WHERE id = ?"))
+        let row = sqlx::query(select_intents!("WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -274,7 +274,7 @@ impl Store {
     /// intents are kept however old they are.
     pub async fn prune_intents(&self, before: i64) -> Result<u64, StoreError> {
         let result =
-            sqlx::query("DELETE FROM intents WHERE state != 'pending' AND finished_at < ?")
+            sqlx::query("DELETE FROM intents WHERE state != 'pending' AND finished_at < $1")
                 .bind(before)
                 .execute(&self.pool)
                 .await?;
@@ -284,7 +284,7 @@ impl Store {
     /// Returns whether the private key is still pending: stored, but not
     /// attached to an app.
     pub async fn is_key_pending(&self, key_id: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT status FROM private_keys WHERE key_id = ?")
+        let row = sqlx::query("SELECT status FROM private_keys WHERE key_id = $1")
             .bind(key_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -300,7 +300,7 @@ fn unix_millis() -> i64 {
     i64::try_from(elapsed.as_millis()).expect("milliseconds since 1970 fit in i64")
 }
 
-fn intent_from_row(row: sqlx::sqlite::SqliteRow) -> Option<StoredIntent> {
+fn intent_from_row(row: sqlx::any::AnyRow) -> Option<StoredIntent> {
     Some(StoredIntent {
         id: row.get("id"),
         intent: Intent {

@@ -1,18 +1,24 @@
 //! Persistence of what the registrar did: the service apps it created, their
-//! public keys, and the scope grants it made. SQLite is the embedded default.
+//! keys, the scope grants it made, rotations, intents and the audit log.
+//!
+//! Two backends share one set of queries through sqlx's `Any` driver, written
+//! with `$N` placeholders, which both accept: SQLite, the embedded default
+//! for one process, and PostgreSQL, which several replicas share. Each has
+//! its own migrations. PostgreSQL also coordinates the replicas (see
+//! [`postgres`]).
 //!
 //! Okta remains the source of truth for an app's live state; the store is
-//! the registrar's own record, which later features (ownership, private keys,
-//! rotation) build on.
+//! the registrar's own record.
 
-use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{Row, migrate::Migrator};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Executor, Row, migrate::Migrator};
 
 mod audit;
 mod intents;
+pub mod postgres;
 mod rotation;
 
 pub use audit::{AuditEvent, StoredAuditEvent};
@@ -20,12 +26,18 @@ pub use intents::{Intent, IntentKind, IntentState, StoredIntent};
 pub use rotation::{HeldKey, Phase, Rotation};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a query waits for a free connection before it fails. A
+/// PostgreSQL server that is down makes requests fail with UNAVAILABLE after
+/// this long instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL is not one this build supports.
-    #[error("unsupported database URL {0:?}; use sqlite://PATH")]
+    #[error("unsupported database URL scheme {0:?}; use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")]
     UnsupportedUrl(String),
     /// A query or connection failed.
     #[error("the registrar's store failed: {0}")]
@@ -114,32 +126,120 @@ impl std::fmt::Debug for SealedKey {
     }
 }
 
+impl StoreError {
+    /// Returns whether the failure is the database being out of reach (a
+    /// refused or lost connection, or no free connection in time), which a
+    /// retry may not meet, rather than a fault of the query.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+                    | sqlx::Error::Protocol(_)
+            )
+        ) || matches!(self, Self::Database(sqlx::Error::Database(error)) if is_shutdown(error.code().as_deref()))
+    }
+}
+
+/// SQLSTATE class 57 is "operator intervention": the server is shutting
+/// down or restarting, or an administrator ended the session.
+fn is_shutdown(code: Option<&str>) -> bool {
+    code.is_some_and(|code| code.starts_with("57"))
+}
+
+/// The database behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, for one registrar process.
+    Sqlite,
+    /// PostgreSQL, which several replicas may share.
+    Postgres,
+}
+
 /// The registrar's store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+    /// The connections that coordinate replicas, on PostgreSQL only.
+    coordination: Option<postgres::Coordination>,
 }
 
 impl Store {
-    /// Opens the database at `url`, creating it when missing, and applies
-    /// the schema migrations.
+    /// Opens the database at `url` and applies the schema migrations. A
+    /// SQLite database file is created when missing.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
-        }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true);
-        // Each connection to `sqlite::memory:` opens its own empty database,
-        // so an in-memory store must keep to one connection.
-        let max_connections = if url.contains(":memory:") { 1 } else { 4 };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .connect_with(options)
-            .await?;
-        SQLITE_MIGRATIONS.run(&pool).await?;
-        Ok(Self { pool })
+        sqlx::any::install_default_drivers();
+        let backend = match url.split_once(':').map(|(scheme, _)| scheme) {
+            Some("sqlite") => Backend::Sqlite,
+            Some("postgres" | "postgresql") => Backend::Postgres,
+            _ => {
+                let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+                return Err(StoreError::UnsupportedUrl(scheme.to_string()));
+            }
+        };
+        let store = match backend {
+            Backend::Sqlite => {
+                // Each connection to `sqlite::memory:` opens its own empty
+                // database, so an in-memory store keeps to one connection.
+                let memory = url.contains(":memory:");
+                let url = if memory || url.contains("mode=") {
+                    url.to_string()
+                } else if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let pool = AnyPoolOptions::new()
+                    .max_connections(if memory { 1 } else { 4 })
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            // Readers do not block the writer, nor it them.
+                            connection.execute("PRAGMA journal_mode = WAL").await?;
+                            connection.execute("PRAGMA foreign_keys = ON").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?;
+                SQLITE_MIGRATIONS.run(&pool).await?;
+                Self {
+                    pool,
+                    backend,
+                    coordination: None,
+                }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(postgres::POOL_SIZE)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect(url)
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                let coordination = postgres::Coordination::connect(url).await?;
+                Self {
+                    pool,
+                    backend,
+                    coordination: Some(coordination),
+                }
+            }
+        };
+        Ok(store)
+    }
+
+    /// Returns the database behind the store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Returns the connections that coordinate replicas, on PostgreSQL.
+    pub fn coordination(&self) -> Option<&postgres::Coordination> {
+        self.coordination.as_ref()
     }
 
     /// Returns whether the database responds to a trivial query.
@@ -153,7 +253,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO service_apps (client_id, client_name, issued_at, created_at, owner) \
-             VALUES (?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name, deleted_at = NULL, \
              owner = COALESCE(service_apps.owner, excluded.owner)",
         )
@@ -167,7 +267,7 @@ impl Store {
         for key in &app.keys {
             sqlx::query(
                 "INSERT INTO app_keys (client_id, thumbprint, kid, public_jwk, created_at) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )
             .bind(&app.client_id)
             .bind(&key.thumbprint)
@@ -184,7 +284,7 @@ impl Store {
     /// Returns the recorded app, if the registrar created it.
     pub async fn app(&self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT client_id, client_name, issued_at, deleted_at, dpop_bound, owner FROM service_apps WHERE client_id = ?",
+            "SELECT client_id, client_name, issued_at, deleted_at, dpop_bound, owner FROM service_apps WHERE client_id = $1",
         )
         .bind(client_id)
         .fetch_optional(&self.pool)
@@ -193,7 +293,7 @@ impl Store {
             return Ok(None);
         };
         let keys = sqlx::query(
-            "SELECT thumbprint, kid, public_jwk FROM app_keys WHERE client_id = ? ORDER BY created_at, thumbprint",
+            "SELECT thumbprint, kid, public_jwk FROM app_keys WHERE client_id = $1 ORDER BY created_at, thumbprint",
         )
         .bind(client_id)
         .fetch_all(&self.pool)
@@ -220,7 +320,7 @@ impl Store {
     pub async fn insert_pending_key(&self, key: &SealedKey) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO private_keys (key_id, client_id, purpose, kid, algorithm, public_jwk, sealed, status, created_at) \
-             VALUES (?, NULL, ?, ?, ?, ?, ?, 'pending', ?)",
+             VALUES ($1, NULL, $2, $3, $4, $5, $6, 'pending', $7)",
         )
         .bind(&key.key_id)
         .bind(key.purpose.as_str())
@@ -237,7 +337,7 @@ impl Store {
     /// Attaches a pending key to the app whose registration carried its
     /// public half, making it the app's active key for its purpose.
     pub async fn activate_key(&self, key_id: &str, client_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE private_keys SET client_id = ?, status = 'active' WHERE key_id = ?")
+        sqlx::query("UPDATE private_keys SET client_id = $1, status = 'active' WHERE key_id = $2")
             .bind(client_id)
             .bind(key_id)
             .execute(&self.pool)
@@ -253,7 +353,7 @@ impl Store {
     ) -> Result<Option<SealedKey>, StoreError> {
         let row = sqlx::query(
             "SELECT key_id, kid, algorithm, public_jwk, sealed FROM private_keys \
-             WHERE client_id = ? AND purpose = ? AND status = 'active' ORDER BY created_at DESC, key_id LIMIT 1",
+             WHERE client_id = $1 AND purpose = $2 AND status = 'active' ORDER BY created_at DESC, key_id LIMIT 1",
         )
         .bind(client_id)
         .bind(purpose.as_str())
@@ -275,7 +375,7 @@ impl Store {
         client_id: &str,
         dpop_bound: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE service_apps SET dpop_bound = ? WHERE client_id = ?")
+        sqlx::query("UPDATE service_apps SET dpop_bound = $1 WHERE client_id = $2")
             .bind(i64::from(dpop_bound))
             .bind(client_id)
             .execute(&self.pool)
@@ -286,7 +386,7 @@ impl Store {
     /// Returns the newest undeleted app the registrar created with this name.
     pub async fn app_by_name(&self, client_name: &str) -> Result<Option<AppRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT client_id FROM service_apps WHERE client_name = ? AND deleted_at IS NULL \
+            "SELECT client_id FROM service_apps WHERE client_name = $1 AND deleted_at IS NULL \
              ORDER BY created_at DESC, client_id LIMIT 1",
         )
         .bind(client_name)
@@ -305,7 +405,7 @@ impl Store {
         client_id: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT scope_id, grant_id FROM scope_grants WHERE client_id = ? AND revoked_at IS NULL ORDER BY scope_id",
+            "SELECT scope_id, grant_id FROM scope_grants WHERE client_id = $1 AND revoked_at IS NULL ORDER BY scope_id",
         )
         .bind(client_id)
         .fetch_all(&self.pool)
@@ -331,7 +431,7 @@ impl Store {
     /// registrar may delete apps it did not create.
     pub async fn mark_app_deleted(&self, client_id: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE service_apps SET deleted_at = ? WHERE client_id = ? AND deleted_at IS NULL",
+            "UPDATE service_apps SET deleted_at = $1 WHERE client_id = $2 AND deleted_at IS NULL",
         )
         .bind(unix_now())
         .bind(client_id)
@@ -348,7 +448,7 @@ impl Store {
         grant_id: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO scope_grants (client_id, scope_id, grant_id, granted_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO scope_grants (client_id, scope_id, grant_id, granted_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
         )
         .bind(client_id)
@@ -367,7 +467,7 @@ impl Store {
         grant_id: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE scope_grants SET revoked_at = ? WHERE client_id = ? AND grant_id = ? AND revoked_at IS NULL",
+            "UPDATE scope_grants SET revoked_at = $1 WHERE client_id = $2 AND grant_id = $3 AND revoked_at IS NULL",
         )
         .bind(unix_now())
         .bind(client_id)
@@ -380,7 +480,7 @@ impl Store {
     /// Returns the scope ids of the recorded, unrevoked grants of an app.
     pub async fn granted_scopes(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
-            "SELECT scope_id FROM scope_grants WHERE client_id = ? AND revoked_at IS NULL ORDER BY scope_id",
+            "SELECT scope_id FROM scope_grants WHERE client_id = $1 AND revoked_at IS NULL ORDER BY scope_id",
         )
         .bind(client_id)
         .fetch_all(&self.pool)

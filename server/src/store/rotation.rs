@@ -71,7 +71,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO rotations (client_id, old_key_id, new_key_id, phase, next_step_at, started_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&rotation.client_id)
         .bind(&rotation.old_key_id)
@@ -81,7 +81,7 @@ impl Store {
         .bind(unix_now())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE private_keys SET client_id = ? WHERE key_id = ?")
+        sqlx::query("UPDATE private_keys SET client_id = $1 WHERE key_id = $2")
             .bind(&rotation.client_id)
             .bind(&rotation.new_key_id)
             .execute(&mut *tx)
@@ -94,7 +94,7 @@ impl Store {
     /// Returns the app's running rotation, if any.
     pub async fn rotation(&self, client_id: &str) -> Result<Option<Rotation>, StoreError> {
         let row = sqlx::query(
-            "SELECT client_id, old_key_id, new_key_id, phase, next_step_at FROM rotations WHERE client_id = ?",
+            "SELECT client_id, old_key_id, new_key_id, phase, next_step_at FROM rotations WHERE client_id = $1",
         )
         .bind(client_id)
         .fetch_optional(&self.pool)
@@ -120,14 +120,14 @@ impl Store {
         next_step_at: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE private_keys SET status = 'next', okta_key_id = ? WHERE key_id = ?")
+        sqlx::query("UPDATE private_keys SET status = 'next', okta_key_id = $1 WHERE key_id = $2")
             .bind(okta_key_id)
             .bind(&rotation.new_key_id)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO app_keys (client_id, thumbprint, kid, public_jwk, created_at, okta_key_id) \
-             SELECT client_id, kid, kid, public_jwk, ?, okta_key_id FROM private_keys WHERE key_id = ? \
+             SELECT client_id, kid, kid, public_jwk, $1, okta_key_id FROM private_keys WHERE key_id = $2 \
              ON CONFLICT (client_id, thumbprint) DO UPDATE SET removed_at = NULL, okta_key_id = excluded.okta_key_id",
         )
         .bind(unix_now())
@@ -147,11 +147,11 @@ impl Store {
         next_step_at: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE private_keys SET status = 'retiring' WHERE key_id = ?")
+        sqlx::query("UPDATE private_keys SET status = 'retiring' WHERE key_id = $1")
             .bind(&rotation.old_key_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE private_keys SET status = 'active' WHERE key_id = ?")
+        sqlx::query("UPDATE private_keys SET status = 'active' WHERE key_id = $1")
             .bind(&rotation.new_key_id)
             .execute(&mut *tx)
             .await?;
@@ -166,19 +166,20 @@ impl Store {
     pub async fn rotation_finished(&self, rotation: &Rotation) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE app_keys SET removed_at = ? WHERE client_id = ? AND removed_at IS NULL \
-             AND kid = (SELECT kid FROM private_keys WHERE key_id = ?)",
+            "UPDATE app_keys SET removed_at = $1 WHERE client_id = $2 AND removed_at IS NULL \
+             AND kid = (SELECT kid FROM private_keys WHERE key_id = $3)",
         )
         .bind(unix_now())
         .bind(&rotation.client_id)
         .bind(&rotation.old_key_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE private_keys SET status = 'retired', sealed = X'' WHERE key_id = ?")
+        sqlx::query("UPDATE private_keys SET status = 'retired', sealed = $1 WHERE key_id = $2")
+            .bind(Vec::<u8>::new())
             .bind(&rotation.old_key_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM rotations WHERE client_id = ?")
+        sqlx::query("DELETE FROM rotations WHERE client_id = $1")
             .bind(&rotation.client_id)
             .execute(&mut *tx)
             .await?;
@@ -196,7 +197,7 @@ impl Store {
     ) -> Result<Vec<HeldKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT key_id, kid, public_jwk, status, okta_key_id FROM private_keys \
-             WHERE client_id = ? AND purpose = ? AND status != 'retired' ORDER BY created_at, key_id",
+             WHERE client_id = $1 AND purpose = $2 AND status != 'retired' ORDER BY created_at, key_id",
         )
         .bind(client_id)
         .bind(purpose.as_str())
@@ -218,7 +219,7 @@ impl Store {
     /// not manage.
     pub async fn revision(&self, client_id: &str) -> Result<Option<u64>, StoreError> {
         let row = sqlx::query(
-            "SELECT revision FROM service_apps WHERE client_id = ? AND deleted_at IS NULL",
+            "SELECT revision FROM service_apps WHERE client_id = $1 AND deleted_at IS NULL",
         )
         .bind(client_id)
         .fetch_optional(&self.pool)
@@ -237,7 +238,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO app_keys (client_id, thumbprint, kid, public_jwk, created_at, okta_key_id) VALUES (?, ?, ?, ?, ?, ?) \
+            "INSERT INTO app_keys (client_id, thumbprint, kid, public_jwk, created_at, okta_key_id) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (client_id, thumbprint) DO UPDATE SET removed_at = NULL, okta_key_id = excluded.okta_key_id",
         )
         .bind(client_id)
@@ -256,7 +257,7 @@ impl Store {
     /// Records that a key was removed from Okta, and bumps the revision.
     pub async fn record_removed_key(&self, client_id: &str, kid: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE app_keys SET removed_at = ? WHERE client_id = ? AND kid = ? AND removed_at IS NULL")
+        sqlx::query("UPDATE app_keys SET removed_at = $1 WHERE client_id = $2 AND kid = $3 AND removed_at IS NULL")
             .bind(unix_now())
             .bind(client_id)
             .bind(kid)
@@ -274,7 +275,7 @@ impl Store {
         client_id: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kid, public_jwk FROM app_keys WHERE client_id = ? AND removed_at IS NULL ORDER BY created_at, thumbprint",
+            "SELECT kid, public_jwk FROM app_keys WHERE client_id = $1 AND removed_at IS NULL ORDER BY created_at, thumbprint",
         )
         .bind(client_id)
         .fetch_all(&self.pool)
@@ -289,7 +290,7 @@ impl Store {
 impl Store {
     /// Schedules the app's next automatic rotation, in Unix milliseconds.
     pub async fn schedule_rotation(&self, client_id: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE service_apps SET next_rotation_at = ? WHERE client_id = ?")
+        sqlx::query("UPDATE service_apps SET next_rotation_at = $1 WHERE client_id = $2")
             .bind(at)
             .bind(client_id)
             .execute(&self.pool)
@@ -299,7 +300,7 @@ impl Store {
 
     /// Returns when the app's next automatic rotation is due.
     pub async fn next_rotation(&self, client_id: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT next_rotation_at FROM service_apps WHERE client_id = ?")
+        let row = sqlx::query("SELECT next_rotation_at FROM service_apps WHERE client_id = $1")
             .bind(client_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -311,7 +312,7 @@ impl Store {
     /// due.
     pub async fn due_rotations(&self, now: i64) -> Result<(Vec<String>, Option<i64>), StoreError> {
         let due = sqlx::query(
-            "SELECT client_id FROM service_apps WHERE deleted_at IS NULL AND next_rotation_at <= ? \
+            "SELECT client_id FROM service_apps WHERE deleted_at IS NULL AND next_rotation_at <= $1 \
              AND client_id NOT IN (SELECT client_id FROM rotations) ORDER BY next_rotation_at",
         )
         .bind(now)
@@ -321,7 +322,7 @@ impl Store {
         .map(|row| row.get("client_id"))
         .collect();
         let next = sqlx::query(
-            "SELECT MIN(next_rotation_at) AS next FROM service_apps WHERE deleted_at IS NULL AND next_rotation_at > ?",
+            "SELECT MIN(next_rotation_at) AS next FROM service_apps WHERE deleted_at IS NULL AND next_rotation_at > $1",
         )
         .bind(now)
         .fetch_one(&self.pool)
@@ -331,7 +332,7 @@ impl Store {
     }
 }
 
-fn rotation_from_row(row: sqlx::sqlite::SqliteRow) -> Option<Rotation> {
+fn rotation_from_row(row: sqlx::any::AnyRow) -> Option<Rotation> {
     Some(Rotation {
         client_id: row.get("client_id"),
         old_key_id: row.get("old_key_id"),
@@ -342,12 +343,12 @@ fn rotation_from_row(row: sqlx::sqlite::SqliteRow) -> Option<Rotation> {
 }
 
 async fn set_phase(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     client_id: &str,
     phase: Phase,
     next_step_at: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE rotations SET phase = ?, next_step_at = ? WHERE client_id = ?")
+    sqlx::query("UPDATE rotations SET phase = $1, next_step_at = $2 WHERE client_id = $3")
         .bind(phase.as_str())
         .bind(next_step_at)
         .bind(client_id)
@@ -356,8 +357,8 @@ async fn set_phase(
     Ok(())
 }
 
-async fn bump_revision(tx: &mut sqlx::SqliteConnection, client_id: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE service_apps SET revision = revision + 1 WHERE client_id = ?")
+async fn bump_revision(tx: &mut sqlx::AnyConnection, client_id: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE service_apps SET revision = revision + 1 WHERE client_id = $1")
         .bind(client_id)
         .execute(tx)
         .await?;
