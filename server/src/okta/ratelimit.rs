@@ -129,6 +129,67 @@ impl RateLimitHeaders {
             reset_after: reset_wait(reset_epoch, now),
         })
     }
+
+    /// Parses like [`RateLimitHeaders::parse`], but measures the time until
+    /// the reset in milliseconds against Okta's clock as `clock` estimates
+    /// it, instead of against the whole second of `Date`.
+    pub fn parse_with_clock(headers: &HeaderMap, clock: &OktaClock) -> Option<Self> {
+        let mut parsed = Self::parse(headers)?;
+        let local_now = local_epoch_millis();
+        let date = headers
+            .get_all(DATE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .filter_map(parse_http_date)
+            .min();
+        let okta_now = match date {
+            Some(date) => clock.okta_now(local_now, date),
+            None => local_now,
+        };
+        let reset = i64::try_from(parsed.reset_epoch)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let wait = u64::try_from(reset.saturating_sub(okta_now)).unwrap_or(0);
+        parsed.reset_after = Duration::from_millis(wait).min(MAX_RESET_WAIT);
+        Some(parsed)
+    }
+}
+
+/// How many recent responses [`OktaClock`] learns Okta's clock from.
+const CLOCK_SAMPLES: usize = 128;
+
+/// An estimate of Okta's clock, learned from the `Date` headers of recent
+/// responses.
+///
+/// `Date` has whole-second resolution, so a response received at local
+/// time `t` only says that Okta's time then was in `[Date, Date + 1 s)`.
+/// Each sample `t - Date` is therefore at least the true offset of the
+/// local clock from Okta's, and the smallest of recent samples comes close
+/// to it from above. Okta's time estimated with that minimum is never later
+/// than its true time, so a wait until `X-Rate-Limit-Reset` computed from
+/// it is never too short, and it is up to a second shorter than a wait
+/// measured from `Date` alone.
+#[derive(Debug, Default)]
+pub struct OktaClock {
+    /// Recent `local receive time - Date` samples, in milliseconds.
+    samples: Mutex<std::collections::VecDeque<i64>>,
+}
+
+impl OktaClock {
+    /// Records the sample of a response with `date` (epoch seconds)
+    /// received at `local_now` (epoch milliseconds), and returns Okta's
+    /// estimated time now, in epoch milliseconds.
+    pub fn okta_now(&self, local_now: i64, date: u64) -> i64 {
+        let date = i64::try_from(date).unwrap_or(i64::MAX).saturating_mul(1000);
+        let sample = local_now.saturating_sub(date);
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        if samples.len() == CLOCK_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+        let offset = samples.iter().copied().min().unwrap_or(sample);
+        local_now.saturating_sub(offset)
+    }
 }
 
 /// Every value of a header that parses as a whole number, across repeated
@@ -153,6 +214,13 @@ fn response_time(headers: &HeaderMap) -> u64 {
         .filter_map(parse_http_date)
         .min()
         .unwrap_or_else(local_epoch_seconds)
+}
+
+fn local_epoch_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
 }
 
 fn local_epoch_seconds() -> u64 {
@@ -320,6 +388,7 @@ pub struct Pacer {
     share: f64,
     buckets: Arc<Mutex<HashMap<Bucket, BucketState>>>,
     changed: Arc<Notify>,
+    clock: Arc<OktaClock>,
 }
 
 impl Pacer {
@@ -330,7 +399,14 @@ impl Pacer {
             share,
             buckets: Arc::default(),
             changed: Arc::new(Notify::new()),
+            clock: Arc::default(),
         }
+    }
+
+    /// Returns the estimate of the org's clock that the rate-limit waits
+    /// are measured against.
+    pub fn clock(&self) -> &OktaClock {
+        &self.clock
     }
 
     fn with_state<T>(&self, bucket: Bucket, f: impl FnOnce(&mut BucketState) -> T) -> T {
@@ -543,6 +619,38 @@ mod tests {
         let parsed = RateLimitHeaders::parse(&map).expect("usable headers");
         assert!(parsed.reset_after <= Duration::from_secs(5));
         assert!(parsed.reset_after >= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn okta_clock_learns_subsecond_offset() {
+        // Okta's clock runs 2.3 s behind the local one; responses arrive at
+        // several points within Okta's seconds.
+        let clock = OktaClock::default();
+        let offset = 2_300;
+        let mut estimate = 0;
+        for okta_time in [1_767_225_600_700_i64, 1_767_225_601_400, 1_767_225_602_050] {
+            let date = u64::try_from(okta_time / 1000).expect("positive");
+            estimate = clock.okta_now(okta_time + offset, date);
+            assert!(estimate <= okta_time, "estimate {estimate} after {okta_time}");
+            assert!(okta_time - estimate < 1000, "estimate {estimate} for {okta_time}");
+        }
+        // The sample taken 50 ms into Okta's second bounds the error.
+        assert_eq!(1_767_225_602_050 - estimate, 50);
+    }
+
+    #[test]
+    fn parse_with_clock_measures_milliseconds() {
+        let clock = OktaClock::default();
+        let map = headers(&[
+            ("x-rate-limit-limit", "10"),
+            ("x-rate-limit-remaining", "0"),
+            ("x-rate-limit-reset", "4102444810"),
+            ("date", "Fri, 01 Jan 2100 00:00:00 GMT"),
+        ]);
+        let parsed = RateLimitHeaders::parse_with_clock(&map, &clock).expect("usable headers");
+        // The local clock is far behind this Date, so Okta's time is the
+        // Date itself and the reset is 10 s after it.
+        assert_eq!(parsed.reset_after, Duration::from_secs(10));
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl OktaClient {
         let status = response.status();
         let request_id = header_str(response.headers(), "x-okta-request-id");
         super::request_ids::record(request_id.as_deref());
-        let limits = RateLimitHeaders::parse(response.headers());
+        let limits = RateLimitHeaders::parse_with_clock(response.headers(), self.pacer.clock());
         let (code, elapsed) = (Some(status.as_u16()), started.elapsed());
         crate::metrics::okta_attempt(operation, code, elapsed, bucket, limits.as_ref());
         let (available, window_left) = match permit {
