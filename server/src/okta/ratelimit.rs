@@ -631,8 +631,14 @@ mod tests {
         for okta_time in [1_767_225_600_700_i64, 1_767_225_601_400, 1_767_225_602_050] {
             let date = u64::try_from(okta_time / 1000).expect("positive");
             estimate = clock.okta_now(okta_time + offset, date);
-            assert!(estimate <= okta_time, "estimate {estimate} after {okta_time}");
-            assert!(okta_time - estimate < 1000, "estimate {estimate} for {okta_time}");
+            assert!(
+                estimate <= okta_time,
+                "estimate {estimate} after {okta_time}"
+            );
+            assert!(
+                okta_time - estimate < 1000,
+                "estimate {estimate} for {okta_time}"
+            );
         }
         // The sample taken 50 ms into Okta's second bounds the error.
         assert_eq!(1_767_225_602_050 - estimate, 50);

@@ -112,6 +112,8 @@ fn from_json(text: String) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Backend;
+    use crate::store::testing::test_on_both_backends;
 
     fn event(client_id: &str, operation: &str) -> AuditEvent {
         AuditEvent {
@@ -127,9 +129,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn events_page_newest_first() {
-        let store = Store::open("sqlite::memory:").await.expect("store opens");
+    test_on_both_backends!(events_page_newest_first);
+    async fn events_page_newest_first(store: Store) {
         let first = store
             .append_audit_event(&event("0oa1", "CreateServiceApp"))
             .await
@@ -165,9 +166,8 @@ mod tests {
         assert_eq!(ids, vec![third, first]);
     }
 
-    #[tokio::test]
-    async fn events_cannot_change() {
-        let store = Store::open("sqlite::memory:").await.expect("store opens");
+    test_on_both_backends!(events_cannot_change);
+    async fn events_cannot_change(store: Store) {
         store
             .append_audit_event(&event("0oa1", "DeleteServiceApp"))
             .await
@@ -176,10 +176,20 @@ mod tests {
             .execute(&store.pool)
             .await;
         assert!(update.is_err(), "an update succeeded");
+        assert_append_only(update);
         let delete = sqlx::query("DELETE FROM audit_events")
             .execute(&store.pool)
             .await;
         assert!(delete.is_err(), "a delete succeeded");
+        assert_append_only(delete);
+        // SQLite has no TRUNCATE statement.
+        if store.backend() == Backend::Postgres {
+            let truncate = sqlx::query("TRUNCATE audit_events")
+                .execute(&store.pool)
+                .await;
+            assert!(truncate.is_err(), "a truncate succeeded");
+            assert_append_only(truncate);
+        }
         assert_eq!(
             store
                 .audit_events(None, None, 10)
@@ -187,6 +197,16 @@ mod tests {
                 .expect("read")
                 .len(),
             1
+        );
+    }
+
+    /// Asserts that the audit table's trigger, not some other fault,
+    /// rejected a statement.
+    fn assert_append_only<T: std::fmt::Debug>(result: Result<T, sqlx::Error>) {
+        let error = result.expect_err("the statement failed");
+        assert!(
+            error.to_string().contains("audit_events is append-only"),
+            "{error}"
         );
     }
 }

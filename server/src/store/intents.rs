@@ -323,17 +323,11 @@ fn intent_from_row(row: sqlx::any::AnyRow) -> Option<StoredIntent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::test_on_both_backends;
     use crate::store::{KeyPurpose, SealedKey};
 
-    async fn memory_store() -> Store {
-        Store::open("sqlite::memory:")
-            .await
-            .expect("in-memory store opens")
-    }
-
-    #[tokio::test]
-    async fn intent_round_trip() {
-        let store = memory_store().await;
+    test_on_both_backends!(intent_round_trip);
+    async fn intent_round_trip(store: Store) {
         let create = Intent::create_app(
             "billing",
             "billing-team",
@@ -349,9 +343,8 @@ mod tests {
         assert!(stored.created_at > 0);
     }
 
-    #[tokio::test]
-    async fn every_kind_round_trips() {
-        let store = memory_store().await;
+    test_on_both_backends!(every_kind_round_trips);
+    async fn every_kind_round_trips(store: Store) {
         let intents = [
             Intent::create_app("billing", "owner", None, "[]".into(), false),
             Intent::grant("0oa1", "okta.users.read"),
@@ -365,9 +358,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn finished_intents_are_not_pending() {
-        let store = memory_store().await;
+    test_on_both_backends!(finished_intents_are_not_pending);
+    async fn finished_intents_are_not_pending(store: Store) {
         let create = store
             .record_intent(&Intent::create_app(
                 "billing",
@@ -420,9 +412,8 @@ mod tests {
         assert_eq!(granted.intent.client_id, "0oa1");
     }
 
-    #[tokio::test]
-    async fn finished_intent_stays_finished() {
-        let store = memory_store().await;
+    test_on_both_backends!(finished_intent_stays_finished);
+    async fn finished_intent_stays_finished(store: Store) {
         let id = store
             .record_intent(&Intent::delete_app("0oa1"))
             .await
@@ -439,9 +430,8 @@ mod tests {
         assert_eq!(stored.state, IntentState::Failed);
     }
 
-    #[tokio::test]
-    async fn attempts_count_up() {
-        let store = memory_store().await;
+    test_on_both_backends!(attempts_count_up);
+    async fn attempts_count_up(store: Store) {
         let id = store
             .record_intent(&Intent::grant("0oa1", "okta.users.read"))
             .await
@@ -452,9 +442,8 @@ mod tests {
         assert_eq!(stored.attempts, 3);
     }
 
-    #[tokio::test]
-    async fn pending_creates_match_the_name() {
-        let store = memory_store().await;
+    test_on_both_backends!(pending_creates_match_the_name);
+    async fn pending_creates_match_the_name(store: Store) {
         let billing = store
             .record_intent(&Intent::create_app(
                 "billing",
@@ -501,9 +490,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn prune_keeps_pending_intents() {
-        let store = memory_store().await;
+    test_on_both_backends!(prune_keeps_pending_intents);
+    async fn prune_keeps_pending_intents(store: Store) {
         let pending = store
             .record_intent(&Intent::grant("0oa1", "okta.users.read"))
             .await
@@ -525,9 +513,8 @@ mod tests {
         assert!(store.intent(pending).await.expect("read").is_some());
     }
 
-    #[tokio::test]
-    async fn key_pending_until_activated() {
-        let store = memory_store().await;
+    test_on_both_backends!(key_pending_until_activated);
+    async fn key_pending_until_activated(store: Store) {
         let key = SealedKey {
             key_id: "key-1".into(),
             purpose: KeyPurpose::Assertion,

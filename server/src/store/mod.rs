@@ -20,6 +20,8 @@ mod audit;
 mod intents;
 pub mod postgres;
 mod rotation;
+#[doc(hidden)]
+pub mod testing;
 
 pub use audit::{AuditEvent, StoredAuditEvent};
 pub use intents::{Intent, IntentKind, IntentState, StoredIntent};
@@ -37,11 +39,16 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL is not one this build supports.
-    #[error("unsupported database URL scheme {0:?}; use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE")]
+    #[error(
+        "unsupported database URL scheme {0:?}; use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
+    )]
     UnsupportedUrl(String),
     /// A query or connection failed.
     #[error("the registrar's store failed: {0}")]
     Database(#[from] sqlx::Error),
+    /// The latest health check found the database out of reach.
+    #[error("the database did not answer the latest health check")]
+    Unreachable,
     /// Applying the schema migrations failed.
     #[error("the registrar's store could not apply its migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -131,17 +138,19 @@ impl StoreError {
     /// refused or lost connection, or no free connection in time), which a
     /// retry may not meet, rather than a fault of the query.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            Self::Database(
-                sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-                    | sqlx::Error::Protocol(_)
+        matches!(self, Self::Unreachable)
+            || matches!(
+                self,
+                Self::Database(
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Protocol(_)
+                )
             )
-        ) || matches!(self, Self::Database(sqlx::Error::Database(error)) if is_shutdown(error.code().as_deref()))
+            || matches!(self, Self::Database(sqlx::Error::Database(error)) if is_shutdown(error.code().as_deref()))
     }
 }
 
@@ -499,12 +508,7 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn memory_store() -> Store {
-        Store::open("sqlite::memory:")
-            .await
-            .expect("in-memory store opens")
-    }
+    use crate::store::testing::test_on_both_backends;
 
     fn app() -> AppRecord {
         AppRecord {
@@ -522,9 +526,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn app_round_trip() {
-        let store = memory_store().await;
+    test_on_both_backends!(app_round_trip);
+    async fn app_round_trip(store: Store) {
         store.record_app(&app()).await.expect("record");
         assert_eq!(store.app("0oa1").await.expect("read"), Some(app()));
         assert_eq!(store.app("0oa2").await.expect("read"), None);
@@ -540,9 +543,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn grants_round_trip() {
-        let store = memory_store().await;
+    test_on_both_backends!(grants_round_trip);
+    async fn grants_round_trip(store: Store) {
         store
             .record_grant("0oa1", "okta.users.read", "oag1")
             .await
@@ -569,9 +571,8 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn pending_key_becomes_active() {
-        let store = memory_store().await;
+    test_on_both_backends!(pending_key_becomes_active);
+    async fn pending_key_becomes_active(store: Store) {
         store.record_app(&app()).await.expect("record");
         let key = SealedKey {
             key_id: "key-1".into(),
@@ -628,6 +629,10 @@ mod tests {
         let err = Store::open("mysql://localhost/db")
             .await
             .expect_err("unsupported");
-        assert!(err.to_string().contains("sqlite://"), "{err}");
+        assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("\"mysql\""), "{message}");
+        assert!(message.contains("sqlite://"), "{message}");
+        assert!(message.contains("postgres://"), "{message}");
     }
 }
