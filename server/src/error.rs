@@ -144,6 +144,14 @@ impl From<ServiceError> for Status {
                 "invalid_dpop_proof" => Code::Internal,
                 _ => Code::FailedPrecondition,
             },
+            ServiceError::Store(store)
+            | ServiceError::Keyring(crate::keyring::KeyringError::Store(store))
+                if store.is_unavailable() =>
+            {
+                return Status::unavailable(format!(
+                    "the registrar's database is out of reach ({error}); retry later, on this or another replica"
+                ));
+            }
             ServiceError::Store(_)
             | ServiceError::Keyring(_)
             | ServiceError::Key(_)

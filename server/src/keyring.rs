@@ -158,6 +158,14 @@ impl Keyring {
             .expect("the key cache lock is never poisoned")
             .retain(|(cached_client, _), _| cached_client != client_id);
     }
+
+    /// Drops every cached key, so that each is read from the store again.
+    pub fn forget_all(&self) {
+        self.cache
+            .lock()
+            .expect("the key cache lock is never poisoned")
+            .clear();
+    }
 }
 
 fn public_jwk_from_json(json: &str) -> Result<Jwk, KeyError> {

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod okta;
 pub mod org;
 pub mod policy;
+pub mod replicas;
 pub mod rotation;
 pub mod secret;
 pub mod service;
@@ -84,6 +85,7 @@ pub async fn run(
         );
     }
     let keyring = Keyring::new(config.master_key.clone(), store.clone());
+    let health_store = store.clone();
     let settings = TokenSettings::okta(&config.okta_org, config.assertion_lifetime);
     let tokens = Tokens::new(okta.clone(), keyring.clone(), store.clone(), settings);
     let rotator = Rotator::new(
@@ -119,9 +121,30 @@ pub async fn run(
         );
     }
     // The rotation task resumes recorded rotations; the guard stops it when
-    // this function returns or its task is dropped.
-    let rotation_task = AbortOnDrop(tokio::spawn(rotator.run(stop_rx.clone())));
-    let _metrics_task = metrics::start(config.metrics_listen, stop_rx)
+    // this function returns or its task is dropped. Replicas that share a
+    // PostgreSQL database run it on one replica at a time, and each hears
+    // of the key changes the others make.
+    let coordination = health_store.coordination().cloned();
+    let (rotation_task, _changes_task) = match coordination {
+        Some(coordination) => (
+            AbortOnDrop(tokio::spawn(replicas::lead_rotations(
+                rotator.clone(),
+                coordination.clone(),
+                address.to_string(),
+                stop_rx.clone(),
+            ))),
+            Some(AbortOnDrop(tokio::spawn(replicas::follow_changes(
+                rotator.clone(),
+                coordination,
+                stop_rx.clone(),
+            )))),
+        ),
+        None => (
+            AbortOnDrop(tokio::spawn(rotator.clone().run(stop_rx.clone()))),
+            None,
+        ),
+    };
+    let _metrics_task = metrics::start(config.metrics_listen, stop_rx.clone())
         .await?
         .map(AbortOnDrop);
 
@@ -132,6 +155,11 @@ pub async fn run(
     health_reporter
         .set_serving::<RegistrarServer<RegistrarService>>()
         .await;
+    let _health_task = AbortOnDrop(tokio::spawn(replicas::report_health(
+        health_store,
+        health_reporter,
+        stop_rx.clone(),
+    )));
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(registrar_api::FILE_DESCRIPTOR_SET)

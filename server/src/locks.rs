@@ -1,13 +1,57 @@
-//! Per-key async locks, so that work on one name or app is serialised
-//! within this process while work on different keys runs in parallel.
-//!
-//! NOTE: these locks cover one registrar process only. Replicas that share a
-//! database need database-level locking as well.
+//! Per-key async locks, so that work on one name or app is serialised while
+//! work on different keys runs in parallel. [`KeyedLocks`] covers one
+//! process; [`Locks`] adds PostgreSQL advisory locks when replicas share a
+//! database, so that the work is serialised across replicas too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedMutexGuard;
+
+use crate::store::StoreError;
+use crate::store::postgres::{Coordination, DatabaseLock};
+
+/// Locks per name or app across every replica that shares the store.
+#[derive(Debug, Clone, Default)]
+pub struct Locks {
+    local: KeyedLocks,
+    database: Option<Coordination>,
+}
+
+/// Holds a name's or app's lock until dropped.
+#[derive(Debug)]
+pub struct LockGuard {
+    // Fields drop in order: the database lock is released before the
+    // process's own, which the next local waiter then takes.
+    _database: Option<DatabaseLock>,
+    _local: KeyGuard,
+}
+
+impl Locks {
+    /// Builds the locks of a store: in-process only for SQLite, with
+    /// advisory locks as well for PostgreSQL.
+    pub fn new(database: Option<Coordination>) -> Self {
+        Self {
+            local: KeyedLocks::default(),
+            database,
+        }
+    }
+
+    /// Waits for the lock of `key`. Tasks of this process queue for it
+    /// first, so a replica holds at most one database connection per key;
+    /// then the replica waits for the database lock, if there is one.
+    pub async fn lock(&self, key: &str) -> Result<LockGuard, StoreError> {
+        let local = self.local.lock(key).await;
+        let database = match &self.database {
+            Some(coordination) => Some(coordination.lock(key).await?),
+            None => None,
+        };
+        Ok(LockGuard {
+            _database: database,
+            _local: local,
+        })
+    }
+}
 
 /// A set of async mutexes, one per key, created on first use and dropped
 /// when no task holds or waits for them.

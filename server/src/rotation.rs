@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use crate::error::ServiceError;
 use crate::keyring::Keyring;
 use crate::keys::SigningAlgorithm;
+use crate::locks::Locks;
 use crate::metrics::RotationEvent;
 use crate::okta::{OktaClient, OktaError};
 use crate::service::key_states::KeyStates;
@@ -46,6 +47,7 @@ pub struct Rotator {
     settings: RotationSettings,
     wake: Arc<Notify>,
     key_states: Arc<KeyStates>,
+    locks: Locks,
 }
 
 impl Rotator {
@@ -58,12 +60,36 @@ impl Rotator {
     ) -> Self {
         Self {
             okta,
-            store,
             keyring,
             settings,
             wake: Arc::new(Notify::new()),
             key_states: Arc::new(KeyStates::default()),
+            locks: Locks::new(store.coordination().cloned()),
+            store,
         }
+    }
+
+    /// Returns the locks of names and apps, which RotateKey shares with the
+    /// rotation task.
+    pub fn locks(&self) -> &Locks {
+        &self.locks
+    }
+
+    /// Takes note of a change that another replica made to the app's key
+    /// state or rotation plan: drops the cached signing key, marks the
+    /// watched state stale, and wakes the rotation task.
+    pub fn changed_elsewhere(&self, client_id: &str) {
+        self.keyring.forget(client_id);
+        self.announce(client_id);
+        self.wake.notify_one();
+    }
+
+    /// Takes note that any app may have changed elsewhere, after the
+    /// notifications of other replicas were lost.
+    pub fn anything_changed_elsewhere(&self) {
+        self.keyring.forget_all();
+        self.key_states.announce_all();
+        self.wake.notify_one();
     }
 
     /// Returns a receiver that gets a new value after every change of any
@@ -149,6 +175,11 @@ impl Rotator {
     async fn start_due_rotations(&self) -> Result<Option<i64>, ServiceError> {
         let (due, next) = self.store.due_rotations(unix_millis()).await?;
         for client_id in due {
+            // RotateKey on this or another replica may start one first.
+            let _app_guard = self.locks.lock(&format!("app:{client_id}")).await?;
+            if self.store.rotation(&client_id).await?.is_some() {
+                continue;
+            }
             tracing::info!(%client_id, "automatic key rotation due");
             if let Err(error) = self.start(&client_id).await {
                 tracing::warn!(%client_id, %error, "automatic key rotation failed to start; retrying later");
@@ -200,9 +231,25 @@ impl Rotator {
     /// app does not hold up the others.
     async fn run_due_steps(&self) -> Result<Option<i64>, ServiceError> {
         let mut next_due: Option<i64> = None;
-        for rotation in self.store.rotations().await? {
-            let mut due_at = rotation.next_step_at;
+        for listed in self.store.rotations().await? {
+            let mut due_at = listed.next_step_at;
             if due_at <= unix_millis() {
+                // RotateKey runs the first step while it holds the app's
+                // lock, on this replica or another: read the rotation again
+                // under the lock, as it may have moved on.
+                let _app_guard = self
+                    .locks
+                    .lock(&format!("app:{}", listed.client_id))
+                    .await?;
+                let Some(rotation) = self.store.rotation(&listed.client_id).await? else {
+                    continue;
+                };
+                if rotation.next_step_at > unix_millis() {
+                    next_due = Some(next_due.map_or(rotation.next_step_at, |next| {
+                        next.min(rotation.next_step_at)
+                    }));
+                    continue;
+                }
                 match self.step(&rotation).await {
                     Ok(()) => {
                         due_at = match self.store.rotation(&rotation.client_id).await? {

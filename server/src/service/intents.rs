@@ -12,12 +12,16 @@ use crate::error::ServiceError;
 use crate::jwk;
 use crate::okta::OktaError;
 use crate::okta::model::{App, NewClient};
-use crate::store::{AppRecord, Intent, IntentKind, IntentState, KeyRecord, StoredIntent};
+use crate::store::{AppRecord, Backend, Intent, IntentKind, IntentState, KeyRecord, StoredIntent};
 
 /// How long the reconciliation at start-up may take. Intents it does not
 /// reach stay pending until the next start, or until a create of the same
 /// name adopts the app.
 pub const RECONCILIATION_TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// The age below which a replica sharing PostgreSQL leaves a pending intent
+/// alone at start: longer than a call with its retries takes.
+const IN_FLIGHT_AGE: Duration = Duration::from_secs(300);
 
 /// How long done and failed intents are kept.
 const FINISHED_INTENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -154,13 +158,27 @@ impl RegistrarService {
     /// fails what it did not. Stops after `limit`, leaving the rest
     /// pending, and never fails: a store or Okta error is logged.
     pub async fn reconcile_intents(&self, limit: Duration) {
-        let pending = match self.store.pending_intents().await {
+        let mut pending = match self.store.pending_intents().await {
             Ok(pending) => pending,
             Err(error) => {
                 tracing::warn!(%error, "reading pending intents failed; reconciliation skipped");
                 return;
             }
         };
+        if self.store.backend() == Backend::Postgres {
+            // A young intent may be a call that another replica is making
+            // right now; leave it to that replica, or to a later start.
+            let young = crate::rotation::unix_millis()
+                - i64::try_from(IN_FLIGHT_AGE.as_millis()).unwrap_or(i64::MAX);
+            let before = pending.len();
+            pending.retain(|stored| stored.created_at < young);
+            if pending.len() < before {
+                tracing::info!(
+                    skipped = before - pending.len(),
+                    "left recent pending intents to the replicas that may be making those calls"
+                );
+            }
+        }
         if !pending.is_empty() {
             tracing::info!(
                 pending = pending.len(),
@@ -189,6 +207,27 @@ impl RegistrarService {
     async fn reconcile_logged(&self, stored: &StoredIntent) {
         let intent = &stored.intent;
         let kind = intent.kind.as_str();
+        // The lock keeps this apart from a call of the same name or app on
+        // another replica; under it, the intent may turn out settled.
+        let key = match intent.kind {
+            IntentKind::CreateApp => intent.client_name.clone(),
+            _ => format!("app:{}", intent.client_id),
+        };
+        let _guard = match self.names.lock(&key).await {
+            Ok(guard) => guard,
+            Err(error) => {
+                tracing::warn!(intent_id = stored.id, kind, %error, "locking for reconciliation failed; the intent stays pending");
+                return;
+            }
+        };
+        match self.store.intent(stored.id).await {
+            Ok(Some(current)) if current.state == IntentState::Pending => {}
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(intent_id = stored.id, kind, %error, "reading an intent failed; it stays pending");
+                return;
+            }
+        }
         if let Err(error) = self.store.count_intent_attempt(stored.id).await {
             tracing::warn!(intent_id = stored.id, kind, %error, "counting a reconciliation attempt failed");
         }

@@ -66,6 +66,18 @@ impl KeyStates {
         });
     }
 
+    /// Marks the cached state of every app as stale and wakes every
+    /// subscriber.
+    pub(crate) fn announce_all(&self) {
+        self.changes.send_modify(|count| {
+            *count += 1;
+            let slots = self.slots.lock().expect("key state slots lock poisoned");
+            for slot in slots.by_client_id.values().filter_map(Weak::upgrade) {
+                slot.changed_at.store(*count, Ordering::SeqCst);
+            }
+        });
+    }
+
     /// Returns the app's slot, shared with every other stream that watches
     /// the app. The slot is dropped with the last stream that watches the
     /// app.

@@ -24,6 +24,10 @@ use crate::validate::{self, InvalidArgument};
 /// The maximum number of apps one watch stream may cover.
 const MAX_WATCHED_APPS: usize = 100;
 
+/// How often [`RegistrarService::key_state`] reads an app's key state
+/// while changes keep committing during the reads.
+const KEY_STATE_ATTEMPTS: u32 = 5;
+
 /// One app of a watch stream, with the key state it shares with the other
 /// streams that watch the app.
 struct WatchedApp {
@@ -42,7 +46,10 @@ impl RegistrarService {
     ) -> Result<RotateKeyResponse, ServiceError> {
         validate::client_id(&request.client_id)?;
         self.known_app(&request.client_id).await?;
-        let _app_guard = self.names.lock(&format!("app:{}", request.client_id)).await;
+        let _app_guard = self
+            .names
+            .lock(&format!("app:{}", request.client_id))
+            .await?;
         self.rotator.start(&request.client_id).await?;
         let state = self.key_state(&request.client_id).await?;
         Ok(RotateKeyResponse { state: Some(state) })
@@ -66,7 +73,7 @@ impl RegistrarService {
         }
         let client_id = request.client_id.as_str();
         self.known_app_any_keys(client_id).await?;
-        let _app_guard = self.names.lock(&format!("app:{client_id}")).await;
+        let _app_guard = self.names.lock(&format!("app:{client_id}")).await?;
 
         let thumbprint = jwk::thumbprint(&key).expect("a validated key has a thumbprint");
         let existing = self
@@ -123,7 +130,7 @@ impl RegistrarService {
         validate::kid("kid", &request.kid)?;
         let client_id = request.client_id.as_str();
         self.known_app_any_keys(client_id).await?;
-        let _app_guard = self.names.lock(&format!("app:{client_id}")).await;
+        let _app_guard = self.names.lock(&format!("app:{client_id}")).await?;
 
         let held = self
             .store
@@ -321,8 +328,28 @@ impl RegistrarService {
         }))
     }
 
-    /// Builds an app's key state from the store.
+    /// Builds an app's key state from the store. The state comes from
+    /// several queries, and a change that commits between them would mix
+    /// two states under one revision. Every key change bumps the revision
+    /// in its own transaction, so the state is read again until the
+    /// revision after the reads equals the one before them.
     pub(super) async fn key_state(&self, client_id: &str) -> Result<AppKeyState, ServiceError> {
+        let mut attempts = 1;
+        loop {
+            let state = self.read_key_state(client_id).await?;
+            let revision = self.store.revision(client_id).await?;
+            // NOTE: after KEY_STATE_ATTEMPTS reads that each overlapped a
+            // change, the last state is returned even though it may mix
+            // two revisions; a later change brings another message.
+            if revision == Some(state.revision) || attempts == KEY_STATE_ATTEMPTS {
+                return Ok(state);
+            }
+            attempts += 1;
+        }
+    }
+
+    /// Reads an app's key state from the store, in several queries.
+    async fn read_key_state(&self, client_id: &str) -> Result<AppKeyState, ServiceError> {
         let revision = self
             .store
             .revision(client_id)

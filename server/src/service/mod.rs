@@ -33,7 +33,7 @@ use tracing::instrument;
 use crate::error::ServiceError;
 use crate::jwk;
 use crate::keyring::Keyring;
-use crate::locks::KeyedLocks;
+use crate::locks::Locks;
 use crate::okta::model::{App, NewClient, RegisteredClient};
 use crate::okta::{OktaClient, OktaError};
 use crate::policy::{Operation, Policies};
@@ -59,7 +59,7 @@ pub struct RegistrarService {
     keyring: Keyring,
     tokens: Tokens,
     rotator: Rotator,
-    names: KeyedLocks,
+    names: Locks,
     shutdown: tokio::sync::watch::Receiver<bool>,
     deliver_private_keys: bool,
     policies: Policies,
@@ -77,13 +77,15 @@ impl RegistrarService {
         rotator: Rotator,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
+        // RotateKey and the rotation task share the locks of apps.
+        let names = rotator.locks().clone();
         Self {
             okta,
             store,
             keyring,
             tokens,
             rotator,
-            names: KeyedLocks::default(),
+            names,
             shutdown,
             deliver_private_keys: false,
             policies: Policies::allow_all(),
@@ -170,7 +172,7 @@ impl RegistrarService {
         }
 
         // The name's lock keeps concurrent creates of one name apart.
-        let _name_guard = self.names.lock(&request.client_name).await;
+        let _name_guard = self.names.lock(&request.client_name).await?;
         self.create_locked(request, generate, owner).await
     }
 
@@ -347,6 +349,8 @@ impl RegistrarService {
 
     async fn delete(&self, client_id: &str) -> Result<(), ServiceError> {
         validate::client_id(client_id)?;
+        // A rotation step of the app waits until the app is gone.
+        let _app_guard = self.names.lock(&format!("app:{client_id}")).await?;
         let app = self.service_app(client_id).await?;
         let intent_id = self
             .store

@@ -34,7 +34,7 @@ impl RegistrarService {
         })?;
 
         // Instances of one service queue here, so only the first creates.
-        let _name_guard = self.names.lock(&request.service_name).await;
+        let _name_guard = self.names.lock(&request.service_name).await?;
         let existing = self.store.app_by_name(&request.service_name).await?;
         if let Some(record) = &existing {
             access.check_manages(
