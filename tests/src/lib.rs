@@ -1,7 +1,11 @@
 //! Helpers shared by the end-to-end tests: an Okta emulator and a registrar
 //! server, both on `127.0.0.1:0` in this process, and a gRPC client.
+//! [`cluster::Cluster`] runs several registrars on one PostgreSQL database,
+//! and [`proxy::Proxy`] cuts their database connections on request.
 
+pub mod cluster;
 pub mod oauth;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -72,8 +76,13 @@ pub struct Options {
     /// within milliseconds of signing them.
     pub rotation: RotationSettings,
     /// The store's directory; a new temporary one when `None`. A restart
-    /// test passes the directory of the registrar it replaces.
+    /// test passes the directory of the registrar it replaces. Unused when
+    /// [`Options::database_url`] is set.
     pub data_dir: Option<std::path::PathBuf>,
+    /// The store's database URL, such as the URL of a PostgreSQL
+    /// `registrar_server::store::testing::TestDatabase`. When `None`, the
+    /// store is a SQLite file `registrar.db` in the store's directory.
+    pub database_url: Option<String>,
     /// The master key; a new random one when `None`.
     pub master_key: Option<MasterKey>,
     /// Whether WatchRotations delivers private keys to callers that ask.
@@ -106,6 +115,7 @@ impl Default for Options {
                 key_lifetime: None,
             },
             data_dir: None,
+            database_url: None,
             master_key: None,
             deliver_private_keys: false,
             auth: AuthConfig::insecure_loopback(),
@@ -131,50 +141,11 @@ impl TestEnv {
     /// Starts an emulator and a registrar with the given settings.
     pub async fn start_with(options: Options) -> Self {
         let (stop, stop_rx) = watch::channel(false);
-
-        let emulator = Emulator::new(options.emulator);
-        let emulator_listener = bind().await;
-        let org_url = format!(
-            "http://{}",
-            emulator_listener.local_addr().expect("bound address")
-        );
-        tokio::spawn({
-            let emulator = emulator.clone();
-            let stopped = stopped(stop_rx.clone());
-            async move { emulator.serve(emulator_listener, stopped).await }
-        });
-
+        let (emulator, org_url) = start_emulator(options.emulator.clone(), stop_rx.clone()).await;
         let data_dir = tempfile::tempdir().expect("temporary directory");
-        let registrar_org = options.org_url_override.unwrap_or_else(|| org_url.clone());
-        let store_dir = options
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| data_dir.path().to_path_buf());
-        let master_key = options.master_key.clone().unwrap_or_else(MasterKey::random);
-        let okta_credential = match &options.registrar_app {
-            Some(app) => oauth::register_registrar_app(&emulator, &org_url, app).await,
-            None => OktaCredential::ApiToken(Secret::new(options.registrar_token)),
-        };
-        let config = ServerConfig {
-            okta_org: OrgUrl::parse(&registrar_org).expect("valid org URL"),
-            okta_credential,
-            database_url: format!("sqlite://{}/registrar.db", store_dir.display()),
-            // The server's default: under load on two cores, a shorter limit
-            // can cut off a create that the emulator has committed.
-            okta_timeout: Duration::from_secs(30),
-            okta_pacing: options.okta_pacing,
-            master_key: master_key.clone(),
-            assertion_lifetime: options.assertion_lifetime,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            rotation: options.rotation,
-            deliver_private_keys: options.deliver_private_keys,
-            auth: options.auth,
-            policies: options.policies,
-            // The harness serves the metrics itself, below, so that it has
-            // the bound port and the endpoint outlives restarts.
-            metrics_listen: None,
-        };
-        let metrics_address = if options.metrics {
+        let metrics = options.metrics;
+        let config = registrar_config(options, &emulator, &org_url, data_dir.path()).await;
+        let metrics_address = if metrics {
             let listener = bind().await;
             let address = listener.local_addr().expect("bound address");
             let stopped = stopped(stop_rx.clone());
@@ -251,19 +222,12 @@ impl TestEnv {
 
     /// Counts the requests with this method whose path ends with `suffix`.
     pub fn count_requests(&self, method: &str, suffix: &str) -> usize {
-        self.emulator
-            .requests()
-            .iter()
-            .filter(|request| request.method == method && request.path.ends_with(suffix))
-            .count()
+        count_requests(&self.emulator, method, suffix)
     }
 
     /// Returns the emulator's app with this id.
     pub fn okta_app(&self, client_id: &str) -> Option<AppSnapshot> {
-        self.emulator
-            .apps()
-            .into_iter()
-            .find(|app| app.id == client_id)
+        okta_app(&self.emulator, client_id)
     }
 
     /// Stops the registrar and the emulator and waits for the registrar to
@@ -276,6 +240,78 @@ impl TestEnv {
             .expect("registrar task joins")
             .expect("registrar stops cleanly");
     }
+}
+
+/// Starts an emulator with `config` on a loopback port and returns it with
+/// its org URL. It serves until `stop` turns true.
+async fn start_emulator(
+    config: okta_emulator::Config,
+    stop: watch::Receiver<bool>,
+) -> (Emulator, String) {
+    let emulator = Emulator::new(config);
+    let listener = bind().await;
+    let org_url = format!("http://{}", listener.local_addr().expect("bound address"));
+    tokio::spawn({
+        let emulator = emulator.clone();
+        async move { emulator.serve(listener, stopped(stop)).await }
+    });
+    (emulator, org_url)
+}
+
+/// Builds the registrar configuration of `options` for the emulator at
+/// `org_url`. The SQLite store, when `options` names no database, lies in
+/// `options.data_dir` or else in `data_dir`.
+async fn registrar_config(
+    options: Options,
+    emulator: &Emulator,
+    org_url: &str,
+    data_dir: &std::path::Path,
+) -> ServerConfig {
+    let registrar_org = options
+        .org_url_override
+        .unwrap_or_else(|| org_url.to_string());
+    let database_url = options.database_url.unwrap_or_else(|| {
+        let store_dir = options.data_dir.as_deref().unwrap_or(data_dir);
+        format!("sqlite://{}/registrar.db", store_dir.display())
+    });
+    let okta_credential = match &options.registrar_app {
+        Some(app) => oauth::register_registrar_app(emulator, org_url, app).await,
+        None => OktaCredential::ApiToken(Secret::new(options.registrar_token)),
+    };
+    ServerConfig {
+        okta_org: OrgUrl::parse(&registrar_org).expect("valid org URL"),
+        okta_credential,
+        database_url,
+        // The server's default: under load on two cores, a shorter limit
+        // can cut off a create that the emulator has committed.
+        okta_timeout: Duration::from_secs(30),
+        okta_pacing: options.okta_pacing,
+        master_key: options.master_key.unwrap_or_else(MasterKey::random),
+        assertion_lifetime: options.assertion_lifetime,
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        rotation: options.rotation,
+        deliver_private_keys: options.deliver_private_keys,
+        auth: options.auth,
+        policies: options.policies,
+        // The harness serves the metrics itself, so that it has the bound
+        // port and the endpoint outlives restarts.
+        metrics_listen: None,
+    }
+}
+
+/// Counts the requests to `emulator` with this method whose path ends with
+/// `suffix`.
+fn count_requests(emulator: &Emulator, method: &str, suffix: &str) -> usize {
+    emulator
+        .requests()
+        .iter()
+        .filter(|request| request.method == method && request.path.ends_with(suffix))
+        .count()
+}
+
+/// Returns the app of `emulator` with this id.
+fn okta_app(emulator: &Emulator, client_id: &str) -> Option<AppSnapshot> {
+    emulator.apps().into_iter().find(|app| app.id == client_id)
 }
 
 /// The parts of a running registrar: its stop switch, task, address and a

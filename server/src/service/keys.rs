@@ -24,8 +24,8 @@ use crate::validate::{self, InvalidArgument};
 /// The maximum number of apps one watch stream may cover.
 const MAX_WATCHED_APPS: usize = 100;
 
-/// How often [`RegistrarService::key_state`] reads an app's key state
-/// while changes keep committing during the reads.
+/// The maximum number of times [`RegistrarService::key_state`] reads an
+/// app's key state while changes keep committing during the reads.
 const KEY_STATE_ATTEMPTS: u32 = 5;
 
 /// One app of a watch stream, with the key state it shares with the other
@@ -329,18 +329,22 @@ impl RegistrarService {
     }
 
     /// Builds an app's key state from the store. The state comes from
-    /// several queries, and a change that commits between them would mix
-    /// two states under one revision. Every key change bumps the revision
-    /// in its own transaction, so the state is read again until the
-    /// revision after the reads equals the one before them.
+    /// several queries, so a change that commits between them would mix
+    /// two states under one revision. Every change of the app's keys or
+    /// rotation bumps the revision in the same transaction, so the state is
+    /// read again until the revision after the reads equals the one before
+    /// them.
+    ///
+    /// NOTE: rescheduling the automatic rotation does not bump the
+    /// revision, so `next_rotation` may still come from a later state.
     pub(super) async fn key_state(&self, client_id: &str) -> Result<AppKeyState, ServiceError> {
         let mut attempts = 1;
         loop {
             let state = self.read_key_state(client_id).await?;
             let revision = self.store.revision(client_id).await?;
-            // NOTE: after KEY_STATE_ATTEMPTS reads that each overlapped a
-            // change, the last state is returned even though it may mix
-            // two revisions; a later change brings another message.
+            // When every read overlapped a change, the last state may mix
+            // two revisions. The last change announces itself, so watchers
+            // get a consistent state in the next message.
             if revision == Some(state.revision) || attempts == KEY_STATE_ATTEMPTS {
                 return Ok(state);
             }
