@@ -133,7 +133,7 @@ impl Coordination {
         let mut connection = self
             .options
             .clone()
-            .application_name(&format!("{LEADER_APPLICATION_NAME} {replica}"))
+            .application_name(&format!("registrar candidate {replica}"))
             .connect()
             .await?;
         let acquired: bool = sqlx::query(
@@ -145,6 +145,12 @@ impl Coordination {
         .await?
         .get("acquired");
         if acquired {
+            // Renamed only now, so that only the leader's session carries
+            // the leader's name.
+            sqlx::query("SELECT set_config('application_name', $1, false)")
+                .bind(format!("{LEADER_APPLICATION_NAME} {replica}"))
+                .execute(&mut connection)
+                .await?;
             Ok(Some(Leadership { connection }))
         } else {
             connection.close().await?;
