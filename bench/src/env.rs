@@ -89,7 +89,7 @@ impl Env {
         let config = ServerConfig {
             okta_org: OrgUrl::parse(&org_url).map_err(anyhow::Error::msg)?,
             okta_credential: OktaCredential::ApiToken(Secret::new(API_TOKEN)),
-            database_url: format!("sqlite://{}/registrar.db", data_dir.path().display()),
+            database_url: format!("sqlite://{}/registrar.db", data_dir.path().display()).into(),
             okta_timeout: Duration::from_secs(30),
             okta_pacing: PacingSettings {
                 rate_share: setup.rate_share,

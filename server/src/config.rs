@@ -30,7 +30,7 @@ pub struct ServerConfig {
     /// an OAuth service app with the Super Admin role.
     pub okta_credential: crate::okta::OktaCredential,
     /// The store's database URL, such as `sqlite://data/registrar.db`.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     /// The time limit of each Okta request.
     pub okta_timeout: Duration,
     /// The share of Okta's rate limits the registrar uses, and its retries.
@@ -76,16 +76,72 @@ pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 /// for clock skew.
 pub const MAX_ASSERTION_LIFETIME_SECS: u64 = 1800;
 
-impl ServerConfig {
-    /// Returns the database URL without credentials, for messages.
-    pub fn database_url_for_display(&self) -> String {
-        match url::Url::parse(&self.database_url) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("redacted"));
-                url.to_string()
-            }
-            _ => self.database_url.clone(),
+/// A database URL. `Debug` and `Display` replace its password, which a
+/// PostgreSQL URL may carry, with `redacted`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Returns the whole URL, password included, to connect with.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_string())
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(url.into())
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Ok(mut url) = url::Url::parse(&self.0) else {
+            // A URL that does not parse may still hold a password.
+            return f.write_str("(a database URL that does not parse)");
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("redacted"));
         }
+        // PostgreSQL URLs also take the password as a query parameter.
+        if url
+            .query_pairs()
+            .any(|(name, _)| name.eq_ignore_ascii_case("password"))
+        {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(name, value)| {
+                    let value = if name.eq_ignore_ascii_case("password") {
+                        "redacted".to_string()
+                    } else {
+                        value.into_owned()
+                    };
+                    (name.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        f.write_str(url.as_str())
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
     }
 }
 
@@ -149,8 +205,9 @@ pub struct ServeArgs {
     #[arg(long, env = "REGISTRAR_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
     /// The database URL. Defaults to sqlite://DATA_DIR/registrar.db.
-    #[arg(long, env = "REGISTRAR_DATABASE_URL")]
-    pub database_url: Option<String>,
+    // The URL may carry a password, which --help must not show.
+    #[arg(long, env = "REGISTRAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<DatabaseUrl>,
     /// The time limit of each Okta request, in seconds.
     #[arg(long, env = "REGISTRAR_OKTA_TIMEOUT_SECS", default_value_t = 30)]
     pub okta_timeout_secs: u64,
@@ -373,14 +430,14 @@ pub fn load_master_key(file: Option<&Path>, data_dir: &Path) -> anyhow::Result<M
 
 /// Creates the data directory (mode 0700 on Unix) and returns the URL of
 /// the SQLite database inside it.
-pub fn default_database_url(data_dir: &Path) -> anyhow::Result<String> {
+pub fn default_database_url(data_dir: &Path) -> anyhow::Result<DatabaseUrl> {
     create_private_dir(data_dir)
         .with_context(|| format!("--data-dir: cannot create {}", data_dir.display()))?;
     let path = data_dir.join("registrar.db");
     let path = path
         .to_str()
         .with_context(|| format!("--data-dir: {} is not valid UTF-8", data_dir.display()))?;
-    Ok(format!("sqlite://{path}"))
+    Ok(format!("sqlite://{path}").into())
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -421,4 +478,42 @@ fn read_api_token(file: Option<&Path>) -> anyhow::Result<Secret> {
         );
     }
     Ok(Secret::new(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseUrl;
+
+    #[test]
+    fn database_url_hides_passwords() {
+        let cases = [
+            "postgres://registrar:Secret1@db.internal:5432/registrar",
+            "postgres://db.internal:5432/registrar?user=registrar&password=Secret2",
+            "postgres://registrar:ab#Secret3@127.0.0.1:5432/x",
+            "postgres://registrar:Secret4@127.0.0.1:notaport/db",
+            "postgres://registrar:Secret5@[::1:5432/db",
+        ];
+        for case in cases {
+            let url = DatabaseUrl::from(case);
+            for shown in [url.to_string(), format!("{url:?}")] {
+                assert!(!shown.contains("Secret"), "{shown}");
+            }
+            assert_eq!(url.as_str(), case);
+        }
+    }
+
+    #[test]
+    fn database_url_keeps_the_rest() {
+        let url =
+            DatabaseUrl::from("postgres://registrar:pw@db.internal:5432/registrar?sslmode=require");
+        assert_eq!(
+            url.to_string(),
+            "postgres://registrar:redacted@db.internal:5432/registrar?sslmode=require"
+        );
+        let sqlite = DatabaseUrl::from("sqlite:///var/lib/registrar/registrar.db");
+        assert_eq!(
+            sqlite.to_string(),
+            "sqlite:///var/lib/registrar/registrar.db"
+        );
+    }
 }

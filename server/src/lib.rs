@@ -62,9 +62,9 @@ pub async fn run(
         .local_addr()
         .context("reading the listen address")?;
     config.auth.check(address)?;
-    let store = Store::open(&config.database_url)
+    let store = Store::open(config.database_url.as_str())
         .await
-        .with_context(|| format!("opening the store at {}", config.database_url_for_display()))?;
+        .with_context(|| format!("opening the store at {}", config.database_url))?;
     let okta = OktaClient::with_credential(
         config.okta_org.clone(),
         config.okta_credential.clone(),

@@ -128,7 +128,7 @@ impl Cluster {
 
     /// Returns the database URL that every replica uses.
     pub fn database_url(&self) -> &str {
-        &self.config.database_url
+        self.config.database_url.as_str()
     }
 
     /// Kills replica `index` without a graceful shutdown, as a crash would.
