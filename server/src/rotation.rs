@@ -257,6 +257,16 @@ impl Rotator {
                             None => continue,
                         };
                     }
+                    Err(ServiceError::AppNotFound(client_id)) => {
+                        // Deleted in Okta, perhaps by a delete whose response
+                        // was lost: nothing is left to rotate.
+                        crate::metrics::rotation(RotationEvent::Failed);
+                        tracing::warn!(%client_id, "the app of a running rotation is gone from Okta; ending the rotation and recording the app as deleted");
+                        self.store.mark_app_deleted(&client_id).await?;
+                        self.keyring.forget(&client_id);
+                        self.announce(&client_id);
+                        continue;
+                    }
                     Err(error) => {
                         crate::metrics::rotation(RotationEvent::Failed);
                         tracing::warn!(client_id = %rotation.client_id, %error, "rotation step failed; retrying in 5 s");

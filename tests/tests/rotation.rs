@@ -9,9 +9,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use okta_emulator::RateLimits;
 use registrar_api::v1::{
-    AddKeyRequest, GenerateKey, GetAccessTokenRequest, KeyAlgorithm, RegisterServiceRequest,
-    RetireKeyRequest, RotateKeyRequest, RotationPhase, SignClientAssertionRequest,
-    WatchRotationsRequest, WatchRotationsResponse,
+    AddKeyRequest, DeleteServiceAppRequest, GenerateKey, GetAccessTokenRequest, KeyAlgorithm,
+    RegisterServiceRequest, RetireKeyRequest, RotateKeyRequest, RotationPhase,
+    SignClientAssertionRequest, WatchRotationsRequest, WatchRotationsResponse,
 };
 use registrar_tests::{Options, TestEnv, create_request, sample_jwks};
 use tokio_stream::StreamExt;
@@ -447,5 +447,59 @@ async fn automatic_rotation_starts_near_half_the_key_lifetime() {
         env.okta_app(&client_id).expect("app").kids,
         vec![done.apps[0].signing_kid.clone()]
     );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn delete_mid_rotation_ends_it() {
+    let data_dir = tempfile::tempdir().expect("temporary directory");
+    let env = TestEnv::start_with(Options {
+        data_dir: Some(data_dir.path().to_path_buf()),
+        ..Options::default()
+    })
+    .await;
+    let client_id = register(&env, "deleted-mid-rotation").await;
+    let mut client = env.client.clone();
+    client
+        .rotate_key(RotateKeyRequest {
+            client_id: client_id.clone(),
+        })
+        .await
+        .expect("rotate");
+    client
+        .delete_service_app(DeleteServiceAppRequest {
+            client_id: client_id.clone(),
+        })
+        .await
+        .expect("delete");
+
+    let database = format!("sqlite://{}/registrar.db", data_dir.path().display());
+    let store = registrar_server::store::Store::open(&database)
+        .await
+        .expect("store");
+    assert_eq!(store.rotation(&client_id).await.expect("read"), None);
+    assert!(
+        store
+            .app(&client_id)
+            .await
+            .expect("read")
+            .expect("recorded")
+            .deleted
+    );
+
+    // Past the propagation delay, no step of the ended rotation runs.
+    let key_requests = env.count_requests("GET", "/keys");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(env.count_requests("GET", "/keys"), key_requests);
+
+    // A second delete finds the app gone.
+    let again = client
+        .delete_service_app(DeleteServiceAppRequest {
+            client_id: client_id.clone(),
+        })
+        .await
+        .expect_err("deleted already");
+    assert_eq!(again.code(), Code::NotFound, "{again:?}");
+    drop(store);
     env.stop().await;
 }

@@ -351,7 +351,24 @@ impl RegistrarService {
         validate::client_id(client_id)?;
         // A rotation step of the app waits until the app is gone.
         let _app_guard = self.names.lock(&format!("app:{client_id}")).await?;
-        let app = self.service_app(client_id).await?;
+        let app = match self.service_app(client_id).await {
+            Ok(app) => app,
+            Err(ServiceError::AppNotFound(missing)) => {
+                // Gone from Okta, perhaps deleted by an earlier call whose
+                // response was lost: record that before reporting it.
+                if self
+                    .store
+                    .app(client_id)
+                    .await?
+                    .is_some_and(|record| !record.deleted)
+                {
+                    tracing::warn!(%client_id, "app to delete is already gone from Okta; recording it as deleted");
+                    self.forget_deleted_app(client_id).await?;
+                }
+                return Err(ServiceError::AppNotFound(missing));
+            }
+            Err(error) => return Err(error),
+        };
         let intent_id = self
             .store
             .record_intent(&Intent::delete_app(client_id))

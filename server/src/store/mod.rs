@@ -439,13 +439,20 @@ impl Store {
     /// Marks an app as deleted. Unknown apps are ignored, because the
     /// registrar may delete apps it did not create.
     pub async fn mark_app_deleted(&self, client_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE service_apps SET deleted_at = $1 WHERE client_id = $2 AND deleted_at IS NULL",
         )
         .bind(unix_now())
         .bind(client_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // A rotation of a deleted app has nothing left to do.
+        sqlx::query("DELETE FROM rotations WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
