@@ -38,6 +38,17 @@ pub enum ServiceError {
         /// The existing app's client id.
         client_id: String,
     },
+    /// Another replica recorded a create of the name recently, and its
+    /// outcome is not known yet.
+    #[error(
+        "a create of a service app named {name:?} started {age_secs} s ago, on this or another replica, and its outcome is not known yet; retry in a few seconds"
+    )]
+    CreateInFlight {
+        /// The requested name.
+        name: String,
+        /// Seconds since the other create was recorded.
+        age_secs: i64,
+    },
     /// RegisterService found an app of the name whose key the registrar
     /// does not hold.
     #[error(
@@ -130,6 +141,7 @@ impl From<ServiceError> for Status {
         let code = match &error {
             ServiceError::InvalidArgument(_) => Code::InvalidArgument,
             ServiceError::AppNotFound(_) | ServiceError::NotServiceApp(_) => Code::NotFound,
+            ServiceError::CreateInFlight { .. } => Code::Unavailable,
             ServiceError::NameTaken { .. } | ServiceError::NotRegistrable { .. } => {
                 Code::AlreadyExists
             }

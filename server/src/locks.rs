@@ -23,8 +23,21 @@ pub struct Locks {
 pub struct LockGuard {
     // Fields drop in order: the database lock is released before the
     // process's own, which the next local waiter then takes.
-    _database: Option<DatabaseLock>,
+    database: Option<DatabaseLock>,
     _local: KeyGuard,
+}
+
+impl LockGuard {
+    /// Checks that the lock is still held. PostgreSQL releases an advisory
+    /// lock when its session ends, for example after a network failure,
+    /// and then another replica may take it. Call this before a change in
+    /// Okta that the lock must keep to one replica.
+    pub async fn check_held(&mut self) -> Result<(), StoreError> {
+        match &mut self.database {
+            Some(database) => database.check_held().await,
+            None => Ok(()),
+        }
+    }
 }
 
 impl Locks {
@@ -47,9 +60,28 @@ impl Locks {
             None => None,
         };
         Ok(LockGuard {
-            _database: database,
+            database,
             _local: local,
         })
+    }
+
+    /// Takes the lock of `key` if neither a task of this process nor
+    /// another replica holds it, without waiting.
+    pub async fn try_lock(&self, key: &str) -> Result<Option<LockGuard>, StoreError> {
+        let Some(local) = self.local.try_lock(key) else {
+            return Ok(None);
+        };
+        let database = match &self.database {
+            Some(coordination) => match coordination.try_lock(key).await? {
+                Some(database) => Some(database),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(Some(LockGuard {
+            database,
+            _local: local,
+        }))
     }
 }
 
@@ -81,6 +113,24 @@ impl KeyedLocks {
             guard: Some(guard),
             locks: self.clone(),
         }
+    }
+
+    /// Takes the lock of `key` if no task holds it, without waiting.
+    pub fn try_lock(&self, key: &str) -> Option<KeyGuard> {
+        let mutex = {
+            let mut locks = self.locks.lock().expect("the lock table is never poisoned");
+            locks.entry(key.to_string()).or_default().clone()
+        };
+        // On failure the returned guard's drop below removes the entry when
+        // no one else uses it.
+        let guard = mutex.try_lock_owned().ok();
+        let taken = guard.is_some();
+        let key_guard = KeyGuard {
+            key: key.to_string(),
+            guard,
+            locks: self.clone(),
+        };
+        taken.then_some(key_guard)
     }
 
     #[cfg(test)]

@@ -22,6 +22,10 @@ use crate::okta::{OktaClient, OktaError};
 use crate::service::key_states::KeyStates;
 use crate::store::{KeyPurpose, Phase, Rotation, Store};
 
+/// How long the rotation task waits before it tries an app whose lock
+/// another task or replica holds, in milliseconds.
+const BUSY_APP_RETRY_MILLIS: i64 = 1_000;
+
 /// The timing of rotations.
 #[derive(Debug, Clone, Copy)]
 pub struct RotationSettings {
@@ -174,9 +178,16 @@ impl Rotator {
     /// next one is due.
     async fn start_due_rotations(&self) -> Result<Option<i64>, ServiceError> {
         let (due, next) = self.store.due_rotations(unix_millis()).await?;
+        let mut next = next;
         for client_id in due {
-            // RotateKey on this or another replica may start one first.
-            let _app_guard = self.locks.lock(&format!("app:{client_id}")).await?;
+            // RotateKey on this or another replica may start one first. An
+            // app whose lock is busy is tried again a second later, so that
+            // one busy app does not hold up the others.
+            let Some(_app_guard) = self.locks.try_lock(&format!("app:{client_id}")).await? else {
+                let retry_at = unix_millis() + BUSY_APP_RETRY_MILLIS;
+                next = Some(next.map_or(retry_at, |next: i64| next.min(retry_at)));
+                continue;
+            };
             if self.store.rotation(&client_id).await?.is_some() {
                 continue;
             }
@@ -236,11 +247,19 @@ impl Rotator {
             if due_at <= unix_millis() {
                 // RotateKey runs the first step while it holds the app's
                 // lock, on this replica or another: read the rotation again
-                // under the lock, as it may have moved on.
-                let _app_guard = self
+                // under the lock, as it may have moved on. A busy app is
+                // tried again a second later, so that a replica that holds
+                // its lock while cut off from Okta or the database does not
+                // hold up the other apps.
+                let Some(_app_guard) = self
                     .locks
-                    .lock(&format!("app:{}", listed.client_id))
-                    .await?;
+                    .try_lock(&format!("app:{}", listed.client_id))
+                    .await?
+                else {
+                    let retry_at = unix_millis() + BUSY_APP_RETRY_MILLIS;
+                    next_due = Some(next_due.map_or(retry_at, |next| next.min(retry_at)));
+                    continue;
+                };
                 let Some(rotation) = self.store.rotation(&listed.client_id).await? else {
                     continue;
                 };

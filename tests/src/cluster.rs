@@ -78,7 +78,17 @@ impl Cluster {
     /// Starts one more replica with the cluster's settings and returns its
     /// index.
     pub async fn add_replica(&mut self) -> usize {
-        let (stop, server, address, client) = start_registrar(self.config.clone()).await;
+        self.add_replica_on(&self.config.database_url.as_str().to_string())
+            .await
+    }
+
+    /// Starts one more replica that reaches the cluster's database through
+    /// `database_url`, such as the URL through a [`crate::proxy::Proxy`],
+    /// and returns its index.
+    pub async fn add_replica_on(&mut self, database_url: &str) -> usize {
+        let mut config = self.config.clone();
+        config.database_url = database_url.into();
+        let (stop, server, address, client) = start_registrar(config).await;
         self.replicas.push(Replica {
             address,
             client,

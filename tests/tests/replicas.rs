@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use okta_emulator::RateLimits;
+use okta_emulator::{Fault, FaultEndpoint, FaultKind, RateLimits};
 use registrar_api::v1::{
     GenerateKey, KeyAlgorithm, RegisterServiceRequest, RotateKeyRequest, RotationPhase,
     ScopeOutcome, WatchRotationsRequest, WatchRotationsResponse,
@@ -649,4 +649,94 @@ async fn database_outage_turns_health_and_back() {
     assert!(!registered.created, "the known service got a new app");
     assert_eq!(registered.app.expect("app").client_id, client_id);
     env.stop().await;
+}
+
+/// Counts the pending creates of apps named `name`, or returns `None`
+/// while the replicas have not created the tables yet.
+async fn pending_creates(pool: &PgPool, name: &str) -> Option<i64> {
+    sqlx::query(
+        "SELECT COUNT(*) AS pending FROM intents \
+         WHERE kind = 'create_app' AND state = 'pending' AND client_name = $1",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+    .ok()
+    .map(|row| row.get("pending"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_lock_session_creates_one_app() {
+    const NAME: &str = "lost-lock-service";
+    let database = TestDatabase::create().await;
+    let pool = connect_database(&database).await;
+    let proxy = Proxy::in_front_of(database.url()).await;
+    let mut cluster = Cluster::start(1, options_on(database.url())).await;
+    let behind_proxy = cluster
+        .add_replica_on(&proxy.url_through(database.url()))
+        .await;
+
+    // The create stays in flight in Okta while the replica behind the
+    // proxy loses its database sessions, and with them the name's lock.
+    cluster
+        .emulator
+        .add_fault(Fault::times(
+            FaultEndpoint::CreateClient,
+            FaultKind::Latency { millis: 3000 },
+            1,
+        ))
+        .expect("latency fault");
+    let mut first_client = cluster.client(behind_proxy);
+    let first =
+        tokio::spawn(async move { first_client.register_service(registration(NAME)).await });
+    poll(STEP_TIMEOUT, "the first create's intent", || async {
+        (pending_creates(&pool, NAME).await == Some(1)).then_some(())
+    })
+    .await;
+    proxy.cut().await;
+
+    // The other replica gets the lock, but Okta does not list the app yet:
+    // the pending intent must stop it from creating a second one.
+    let mut second_client = cluster.client(0);
+    let refused = within(
+        STEP_TIMEOUT,
+        "RegisterService on the other replica",
+        second_client.register_service(registration(NAME)),
+    )
+    .await
+    .expect_err("a create of the name is in flight");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("outcome is not known yet"),
+        "{:?}",
+        refused.message()
+    );
+
+    proxy.restore();
+    // The first call may fail if it cannot record the app in time; either
+    // way, Okta has the app, and a retry on the other replica adopts it.
+    let _ = within(STEP_TIMEOUT, "the first RegisterService", first).await;
+    let client_id = poll(STEP_TIMEOUT, "a retried RegisterService", || {
+        let mut client = cluster.client(0);
+        async move {
+            client
+                .register_service(registration(NAME))
+                .await
+                .ok()
+                .and_then(|response| response.into_inner().app)
+                .map(|app| app.client_id)
+        }
+    })
+    .await;
+
+    let apps: Vec<_> = cluster
+        .emulator
+        .apps()
+        .into_iter()
+        .filter(|app| app.label == NAME)
+        .collect();
+    assert_eq!(apps.len(), 1, "one app of the name in Okta");
+    assert_eq!(apps[0].id, client_id);
+    assert_eq!(cluster.count_requests("POST", "/oauth2/v1/clients"), 1);
+    cluster.shutdown().await;
 }

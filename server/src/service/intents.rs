@@ -21,7 +21,10 @@ pub const RECONCILIATION_TIME_LIMIT: Duration = Duration::from_secs(60);
 
 /// The age below which a replica sharing PostgreSQL leaves a pending intent
 /// alone at start: longer than a call with its retries takes.
-const IN_FLIGHT_AGE: Duration = Duration::from_secs(300);
+const IN_FLIGHT_AGE: Duration = Duration::from_millis(IN_FLIGHT_AGE_MILLIS as u64);
+
+/// [`IN_FLIGHT_AGE`] in milliseconds.
+pub(super) const IN_FLIGHT_AGE_MILLIS: i64 = 300_000;
 
 /// How long done and failed intents are kept.
 const FINISHED_INTENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);

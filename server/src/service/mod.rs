@@ -33,12 +33,12 @@ use tracing::instrument;
 use crate::error::ServiceError;
 use crate::jwk;
 use crate::keyring::Keyring;
-use crate::locks::Locks;
+use crate::locks::{LockGuard, Locks};
 use crate::okta::model::{App, NewClient, RegisteredClient};
 use crate::okta::{OktaClient, OktaError};
 use crate::policy::{Operation, Policies};
 use crate::rotation::Rotator;
-use crate::store::{AppRecord, Intent, IntentState, KeyPurpose, Store};
+use crate::store::{AppRecord, Backend, Intent, IntentState, KeyPurpose, Store};
 use crate::tokens::Tokens;
 use crate::validate::{self, InvalidArgument};
 
@@ -172,8 +172,9 @@ impl RegistrarService {
         }
 
         // The name's lock keeps concurrent creates of one name apart.
-        let _name_guard = self.names.lock(&request.client_name).await?;
-        self.create_locked(request, generate, owner).await
+        let mut name_guard = self.names.lock(&request.client_name).await?;
+        self.create_locked(request, generate, owner, &mut name_guard)
+            .await
     }
 
     /// Creates the app; the caller holds the lock of its name and has
@@ -184,6 +185,7 @@ impl RegistrarService {
         request: CreateServiceAppRequest,
         generate: Option<KeyAlgorithm>,
         owner: &str,
+        name_guard: &mut LockGuard,
     ) -> Result<ServiceApp, ServiceError> {
         // Names are unique among service apps, so a retried create finds the
         // app that the first attempt made instead of making a second one.
@@ -201,6 +203,26 @@ impl RegistrarService {
                 name: request.client_name,
                 client_id: app.id.clone(),
             });
+        }
+
+        // Replicas sharing PostgreSQL: a recent pending create of the name
+        // may be in flight on a replica whose lock session ended, so that
+        // Okta does not list its app yet. Creating now could make a second.
+        if self.store.backend() == Backend::Postgres {
+            let now = crate::rotation::unix_millis();
+            let in_flight_since = now - intents::IN_FLIGHT_AGE_MILLIS;
+            if let Some(other) = self
+                .store
+                .pending_creates(&request.client_name)
+                .await?
+                .into_iter()
+                .find(|other| other.created_at >= in_flight_since)
+            {
+                return Err(ServiceError::CreateInFlight {
+                    name: request.client_name,
+                    age_secs: (now - other.created_at) / 1000,
+                });
+            }
         }
 
         // A generated key is stored before its public half goes to Okta, so
@@ -231,6 +253,14 @@ impl RegistrarService {
         );
         let intent_id = self.store.record_intent(&intent).await?;
         let body = NewClient::service_app(request.client_name.clone(), keys);
+        // Another replica may have taken the name's lock if this one's
+        // database session ended; it must not create a second app.
+        if let Err(error) = name_guard.check_held().await {
+            self.store
+                .finish_intent(intent_id, IntentState::Failed, None)
+                .await?;
+            return Err(error.into());
+        }
         let app = match self.create_client_once(&body).await {
             Ok(app) => app,
             Err(error) => {
@@ -246,6 +276,16 @@ impl RegistrarService {
             "service app created"
         );
 
+        if name_guard.check_held().await.is_err() {
+            // NOTE: the session ended while Okta created the app, so
+            // another replica may have created one of the same name in the
+            // meantime. Okta has no conditional create to prevent that.
+            tracing::error!(
+                client_id = %app.client_id,
+                client_name = %app.client_name,
+                "lost the database lock of the app's name while creating it; another replica may have created an app of the same name"
+            );
+        }
         self.record_created(&app, &intent).await?;
         self.store
             .finish_intent(intent_id, IntentState::Done, Some(&app.client_id))

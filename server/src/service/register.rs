@@ -8,6 +8,7 @@ use registrar_api::v1::{
 
 use super::{RegistrarService, app_message, scope_result};
 use crate::error::ServiceError;
+use crate::locks::LockGuard;
 use crate::policy::Access;
 use crate::store::KeyPurpose;
 use crate::validate::{self, InvalidArgument};
@@ -34,7 +35,7 @@ impl RegistrarService {
         })?;
 
         // Instances of one service queue here, so only the first creates.
-        let _name_guard = self.names.lock(&request.service_name).await?;
+        let mut name_guard = self.names.lock(&request.service_name).await?;
         let existing = self.store.app_by_name(&request.service_name).await?;
         if let Some(record) = &existing {
             access.check_manages(
@@ -66,7 +67,7 @@ impl RegistrarService {
                     self.keyring.forget(&client_id);
                     self.rotator.announce(&client_id);
                     (
-                        self.create_for(&request, algorithm, access.caller_id())
+                        self.create_for(&request, algorithm, access.caller_id(), &mut name_guard)
                             .await?,
                         true,
                     )
@@ -78,7 +79,7 @@ impl RegistrarService {
             // fails too, the create's intent stays pending, and a later call
             // of the same caller or the next start adopts the app.
             None => (
-                self.create_for(&request, algorithm, access.caller_id())
+                self.create_for(&request, algorithm, access.caller_id(), &mut name_guard)
                     .await?,
                 true,
             ),
@@ -97,6 +98,7 @@ impl RegistrarService {
         request: &RegisterServiceRequest,
         algorithm: KeyAlgorithm,
         owner: &str,
+        name_guard: &mut LockGuard,
     ) -> Result<registrar_api::v1::ServiceApp, ServiceError> {
         let create = CreateServiceAppRequest {
             client_name: request.service_name.clone(),
@@ -105,7 +107,9 @@ impl RegistrarService {
             })),
             dpop_bound: request.dpop_bound,
         };
-        let app = self.create_locked(create, Some(algorithm), owner).await?;
+        let app = self
+            .create_locked(create, Some(algorithm), owner, name_guard)
+            .await?;
         tracing::info!(client_id = %app.client_id, service_name = %request.service_name, "service registered");
         Ok(app)
     }

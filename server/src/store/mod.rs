@@ -46,6 +46,10 @@ pub enum StoreError {
     /// A query or connection failed.
     #[error("the registrar's store failed: {0}")]
     Database(#[from] sqlx::Error),
+    /// The session that held a lock ended, so another replica may hold
+    /// the lock now.
+    #[error("lost the database session that held the lock; retry the call")]
+    LockLost,
     /// The latest health check found the database out of reach.
     #[error("the database did not answer the latest health check")]
     Unreachable,
@@ -138,7 +142,7 @@ impl StoreError {
     /// refused or lost connection, or no free connection in time), which a
     /// retry may not meet, rather than a fault of the query.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unreachable)
+        matches!(self, Self::Unreachable | Self::LockLost)
             || matches!(
                 self,
                 Self::Database(
@@ -155,10 +159,14 @@ impl StoreError {
 }
 
 /// SQLSTATE class 57 is "operator intervention": the server is shutting
-/// down or restarting, or an administrator ended the session.
+/// down or restarting, or an administrator ended the session. A lock wait
+/// past `lock_timeout` is worth a retry too.
 fn is_shutdown(code: Option<&str>) -> bool {
-    code.is_some_and(|code| code.starts_with("57"))
+    code.is_some_and(|code| code.starts_with("57") || code == LOCK_NOT_AVAILABLE)
 }
+
+/// The SQLSTATE of a lock wait that passed `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// The database behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

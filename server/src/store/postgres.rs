@@ -34,6 +34,21 @@ const LOCK_POOL_SIZE: u32 = 8;
 /// holders of all of them may be waiting for Okta.
 const LOCK_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long [`DatabaseLock::check_held`] waits for its session to answer.
+const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Settings of the lock and leader sessions. The server's TCP keepalive
+/// ends the session of a replica cut off by the network after about
+/// 10 + 3 x 5 seconds, which releases its locks; the system default is
+/// often two hours. A lock wait longer than a minute fails the call,
+/// which the caller may retry.
+const SESSION_SETTINGS: [(&str, &str); 4] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+    ("lock_timeout", "60s"),
+];
+
 /// The notification channel of the triggers of migration 0007.
 pub const CHANNEL: &str = "registrar_changes";
 
@@ -65,6 +80,7 @@ impl std::fmt::Debug for Coordination {
 impl Coordination {
     pub(super) async fn connect(url: &str) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse()?;
+        let options = options.options(SESSION_SETTINGS);
         let locks = PgPoolOptions::new()
             .max_connections(LOCK_POOL_SIZE)
             .min_connections(0)
@@ -115,9 +131,25 @@ impl Coordination {
             .bind(name)
             .execute(&mut *connection)
             .await?;
-        Ok(DatabaseLock {
-            _connection: connection,
-        })
+        Ok(DatabaseLock { connection })
+    }
+
+    /// Takes the advisory lock of `name` if no session holds it, without
+    /// waiting.
+    pub async fn try_lock(&self, name: &str) -> Result<Option<DatabaseLock>, StoreError> {
+        if !self.answering.load(Ordering::Relaxed) {
+            return Err(StoreError::Unreachable);
+        }
+        let mut connection = self.locks.acquire().await?;
+        let acquired: bool = sqlx::query(
+            "SELECT pg_try_advisory_lock(hashtextextended($1 || ' ' || $2, 0)) AS acquired",
+        )
+        .bind(&self.schema)
+        .bind(name)
+        .fetch_one(&mut *connection)
+        .await?
+        .get("acquired");
+        Ok(acquired.then_some(DatabaseLock { connection }))
     }
 
     /// Records whether the database answered the latest health check.
@@ -184,7 +216,18 @@ impl Coordination {
 /// pool, which releases every advisory lock of the session first.
 #[derive(Debug)]
 pub struct DatabaseLock {
-    _connection: PoolConnection<Postgres>,
+    connection: PoolConnection<Postgres>,
+}
+
+impl DatabaseLock {
+    /// Checks that the lock's session is still open, and so still holds
+    /// the lock.
+    pub async fn check_held(&mut self) -> Result<(), StoreError> {
+        match tokio::time::timeout(LOCK_CHECK_TIMEOUT, self.connection.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(StoreError::LockLost),
+        }
+    }
 }
 
 /// The leader lock, held by an open connection.
