@@ -78,8 +78,9 @@ impl Cluster {
     /// Starts one more replica with the cluster's settings and returns its
     /// index.
     pub async fn add_replica(&mut self) -> usize {
-        self.add_replica_on(&self.config.database_url.as_str().to_string())
-            .await
+        // Owned, because `add_replica_on` borrows the cluster mutably.
+        let database_url = String::from(self.config.database_url.as_str());
+        self.add_replica_on(&database_url).await
     }
 
     /// Starts one more replica that reaches the cluster's database through
