@@ -43,9 +43,11 @@ pub enum StoreError {
         "unsupported database URL scheme {0:?}; use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
     )]
     UnsupportedUrl(String),
-    /// A query or connection failed.
+    /// A query or connection failed. The message includes sqlx's error,
+    /// so the error is not also reported as the source, which would repeat
+    /// it in error chains.
     #[error("the registrar's store failed: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// The session that held a lock ended, so another replica may hold
     /// the lock now.
     #[error("lost the database session that held the lock; retry the call")]
@@ -53,9 +55,10 @@ pub enum StoreError {
     /// The latest health check found the database out of reach.
     #[error("the database did not answer the latest health check")]
     Unreachable,
-    /// Applying the schema migrations failed.
+    /// Applying the schema migrations failed. As with `Database`, the
+    /// message includes the cause, which is not reported as the source.
     #[error("the registrar's store could not apply its migrations: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
 }
 
 /// A public key as the store records it.
@@ -134,6 +137,18 @@ impl std::fmt::Debug for SealedKey {
             .field("algorithm", &self.algorithm)
             .field("sealed_len", &self.sealed.len())
             .finish()
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(error)
     }
 }
 
@@ -232,13 +247,16 @@ impl Store {
                 }
             }
             Backend::Postgres => {
+                // Its first, direct connection reports why the server cannot
+                // be reached ("connection refused"), where the pool would
+                // only report that it timed out.
+                let coordination = postgres::Coordination::connect(url).await?;
                 let pool = AnyPoolOptions::new()
                     .max_connections(postgres::POOL_SIZE)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect(url)
                     .await?;
                 POSTGRES_MIGRATIONS.run(&pool).await?;
-                let coordination = postgres::Coordination::connect(url).await?;
                 Self {
                     pool,
                     backend,

@@ -384,6 +384,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sslmode_require_encrypts_or_fails() {
+        let database = TestDatabase::create().await;
+        let plain = database.open_store().await;
+        let server_ssl: String = sqlx::query("SELECT current_setting('ssl') AS ssl")
+            .fetch_one(&plain.pool)
+            .await
+            .expect("read the server's ssl setting")
+            .get("ssl");
+        let url = format!("{}?sslmode=require", database.url());
+        let opened = Store::open(&url).await;
+        if server_ssl == "on" {
+            let store = opened.expect("a TLS connection opens");
+            let encrypted: bool =
+                sqlx::query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                    .fetch_one(&store.pool)
+                    .await
+                    .expect("read pg_stat_ssl")
+                    .get("ssl");
+            assert!(encrypted, "sslmode=require gave a plaintext session");
+        } else {
+            // A server without TLS must not get a plaintext fallback.
+            let error = opened.expect_err("sslmode=require without TLS on the server");
+            assert!(
+                error.to_string().to_lowercase().contains("tls")
+                    || error.to_string().to_lowercase().contains("ssl"),
+                "{error}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn cancelled_lock_wait_releases() {
         let database = TestDatabase::create().await;
         let first = coordination(&database.open_store().await);
