@@ -234,8 +234,8 @@ pub struct ServeArgs {
     )]
     pub rotation_propagation_secs: u64,
     /// How long the old key stays active in Okta after signing switched, in
-    /// seconds. It must exceed the assertion lifetime plus 120 s of clock
-    /// skew, which is also the default.
+    /// seconds: at least the assertion lifetime plus 120 s of clock skew,
+    /// which is also the default.
     #[arg(long, env = "REGISTRAR_ROTATION_GRACE_SECS")]
     pub rotation_grace_secs: Option<u64>,
     /// The planned lifetime of a registrar-held key, in days; automatic

@@ -24,8 +24,8 @@ pub struct OktaCredentialArgs {
     /// it instead of an API token, together with --okta-private-key-file.
     #[arg(long, env = "OKTA_CLIENT_ID")]
     pub okta_client_id: Option<String>,
-    /// A PEM file holding the private key (RSA or EC P-256, PKCS#8 or
-    /// PKCS#1) whose public key is registered with that app.
+    /// A PEM file holding the private key (RSA or EC P-256; PKCS#8, PKCS#1
+    /// or SEC1) whose public key is registered with that app.
     #[arg(long, env = "OKTA_PRIVATE_KEY_FILE")]
     pub okta_private_key_file: Option<PathBuf>,
     /// The kid under which the key is registered in Okta. Defaults to the
