@@ -41,6 +41,15 @@ pub struct StoredAuditEvent {
 impl Store {
     /// Appends an audit event and returns its id.
     pub async fn append_audit_event(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+        // The event of a call that failed because the database is down
+        // would wait for a connection in vain, and delay the call's answer.
+        if self
+            .coordination
+            .as_ref()
+            .is_some_and(|coordination| !coordination.is_answering())
+        {
+            return Err(StoreError::Unreachable);
+        }
         let id = sqlx::query(
             "INSERT INTO audit_events (occurred_at, caller_id, operation, client_id, scope_ids, kids, status_code, message, okta_request_ids) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",

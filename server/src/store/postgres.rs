@@ -157,6 +157,11 @@ impl Coordination {
         self.answering.store(answering, Ordering::Relaxed);
     }
 
+    /// Returns whether the database answered the latest health check.
+    pub fn is_answering(&self) -> bool {
+        self.answering.load(Ordering::Relaxed)
+    }
+
     /// Tries once to become the replica that runs rotations. The leadership
     /// lasts as long as the returned connection stays open. Its session's
     /// `application_name` is `registrar leader REPLICA`, so that
