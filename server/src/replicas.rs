@@ -5,8 +5,8 @@
 //!   rotation task; the others try again every [`LEAD_RETRY`].
 //! - [`follow_changes`]: each replica hears of the key changes other
 //!   replicas make and passes them to its own watch streams.
-//! - [`report_health`]: the standard health service says NOT_SERVING while
-//!   the database does not answer.
+//! - [`report_health`]: the standard health service reports NOT_SERVING
+//!   while the database does not respond.
 
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ pub const LEAD_RETRY: Duration = Duration::from_secs(2);
 const LEADER_CHECK: Duration = Duration::from_secs(1);
 
 /// How often the health check pings the database, and how long it waits
-/// for the answer.
+/// for the response.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
 
 /// The pause before listening again after the database failed.
@@ -134,7 +134,7 @@ pub async fn follow_changes(
 }
 
 /// Sets the health of the whole server and of the Registrar service to
-/// NOT_SERVING while the store does not answer, and back to SERVING when
+/// NOT_SERVING while the store does not respond, and back to SERVING when
 /// it does, until `shutdown` turns true.
 pub async fn report_health(
     store: Store,
@@ -158,10 +158,10 @@ pub async fn report_health(
         }
         serving = answered;
         let status = if serving {
-            tracing::info!("the database answers again; health is SERVING");
+            tracing::info!("the database responds again; health is SERVING");
             ServingStatus::Serving
         } else {
-            tracing::warn!("the database does not answer; health is NOT_SERVING until it does");
+            tracing::warn!("the database does not respond; health is NOT_SERVING until it does");
             ServingStatus::NotServing
         };
         reporter.set_service_status("", status).await;

@@ -23,24 +23,25 @@ use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Postgres, Row};
 
 use super::StoreError;
 
-/// The most connections of a replica's query pool.
+/// The maximum number of connections in a replica's query pool.
 pub(super) const POOL_SIZE: u32 = 8;
 
-/// The most connections of a replica's lock pool, which is also the most
-/// names and apps whose locks the replica holds or waits for at once.
+/// The maximum number of connections in a replica's lock pool, which is
+/// also the maximum number of names and apps whose locks the replica holds
+/// or waits for at once.
 const LOCK_POOL_SIZE: u32 = 8;
 
 /// How long a call waits for a free connection of the lock pool: the
 /// holders of all of them may be waiting for Okta.
 const LOCK_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long [`DatabaseLock::check_held`] waits for its session to answer.
+/// How long [`DatabaseLock::check_held`] waits for its session to respond.
 const LOCK_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Settings of the lock and leader sessions. The server's TCP keepalive
-/// ends the session of a replica cut off by the network after about
-/// 10 + 3 x 5 seconds, which releases its locks; the system default is
-/// often two hours. A lock wait longer than a minute fails the call,
+/// Settings of the lock and leader sessions. With them, the server's TCP
+/// keepalive ends the session of a replica cut off by the network after
+/// about 10 + 3 x 5 seconds, which releases its locks. The system default
+/// is often two hours. A lock wait longer than a minute fails the call,
 /// which the caller may retry.
 const SESSION_SETTINGS: [(&str, &str); 4] = [
     ("tcp_keepalives_idle", "10"),
@@ -64,7 +65,7 @@ pub struct Coordination {
     options: PgConnectOptions,
     locks: PgPool,
     schema: String,
-    /// Whether the database answered the latest health check.
+    /// Whether the database responded to the latest health check.
     answering: Arc<AtomicBool>,
 }
 
@@ -112,7 +113,7 @@ impl Coordination {
         })
     }
 
-    /// Returns the schema that holds the registrar's tables.
+    /// Returns the schema that contains the registrar's tables.
     pub fn schema(&self) -> &str {
         &self.schema
     }
@@ -152,12 +153,12 @@ impl Coordination {
         Ok(acquired.then_some(DatabaseLock { connection }))
     }
 
-    /// Records whether the database answered the latest health check.
+    /// Records whether the database responded to the latest health check.
     pub fn set_answering(&self, answering: bool) {
         self.answering.store(answering, Ordering::Relaxed);
     }
 
-    /// Returns whether the database answered the latest health check.
+    /// Returns whether the database responded to the latest health check.
     pub fn is_answering(&self) -> bool {
         self.answering.load(Ordering::Relaxed)
     }
