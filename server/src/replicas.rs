@@ -17,13 +17,21 @@ use tonic_health::server::HealthReporter;
 
 use crate::rotation::Rotator;
 use crate::service::RegistrarService;
-use crate::store::Store;
 use crate::store::postgres::{Change, Coordination};
+use crate::store::{Store, StoreError};
 
 /// How often a replica that does not run rotations tries to take over.
 /// After the leader dies, PostgreSQL ends its session, and another replica
 /// leads within this long.
 pub const LEAD_RETRY: Duration = Duration::from_secs(2);
+
+/// How long one attempt to take the leader lock, or to start listening,
+/// may take.
+const LEAD_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the listener checks whether the health check saw the
+/// database fail since the listener connected.
+const LISTENER_CHECK: Duration = Duration::from_secs(1);
 
 /// How often the leader checks that its lock's connection is alive. A
 /// leader whose connection fails stops within about twice this long.
@@ -47,7 +55,12 @@ pub async fn lead_rotations(
 ) {
     let mut reported_error = false;
     loop {
-        match coordination.try_lead(&replica).await {
+        // A connection that stalls (a network drop behind a proxy that
+        // accepts) must not stop the attempts for good.
+        let attempt = tokio::time::timeout(LEAD_ATTEMPT_TIMEOUT, coordination.try_lead(&replica))
+            .await
+            .unwrap_or(Err(StoreError::Unreachable));
+        match attempt {
             Ok(Some(mut leadership)) => {
                 reported_error = false;
                 tracing::info!("this replica now runs key rotations");
@@ -81,9 +94,13 @@ pub async fn follow_changes(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut reported_error = false;
+    // Notifications may have been lost before any listener but the first.
+    let mut first_listener = true;
     loop {
         let listening = tokio::select! {
-            listening = coordination.listen() => listening,
+            listening = tokio::time::timeout(LEAD_ATTEMPT_TIMEOUT, coordination.listen()) => {
+                listening.unwrap_or(Err(StoreError::Unreachable))
+            }
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let mut changes = match listening {
@@ -102,11 +119,29 @@ pub async fn follow_changes(
         if reported_error {
             tracing::info!("listening for the changes of other replicas again");
             reported_error = false;
+        }
+        if !first_listener {
             rotator.anything_changed_elsewhere();
         }
+        first_listener = false;
+        // A listening connection that stalls gets no notifications and no
+        // error. When the health check sees the database fail while the
+        // listener waits, the listener connects anew once the database
+        // responds again.
+        let mut outage_seen = false;
+        let mut check = tokio::time::interval(LISTENER_CHECK);
         loop {
             let change = tokio::select! {
                 change = changes.next() => change,
+                _ = check.tick() => {
+                    if !coordination.is_answering() {
+                        outage_seen = true;
+                    } else if outage_seen {
+                        tracing::info!("the database responds again; listening for other replicas' changes on a new connection");
+                        break;
+                    }
+                    continue;
+                }
                 _ = shutdown.wait_for(|stop| *stop) => return,
             };
             match change {

@@ -1,5 +1,5 @@
-//! A loopback TCP proxy that a test can cut, to take a database away from a
-//! registrar without stopping the database.
+//! A loopback TCP proxy that a test can cut or stall, to take a database
+//! away from a registrar without stopping the database.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Proxy {
     address: SocketAddr,
     upstream: SocketAddr,
-    open: watch::Sender<bool>,
+    open: watch::Sender<Mode>,
     connections: Arc<AtomicUsize>,
     accept_task: JoinHandle<()>,
 }
@@ -41,7 +41,7 @@ impl Proxy {
             .await
             .expect("bind 127.0.0.1:0");
         let address = listener.local_addr().expect("bound address");
-        let (open, open_rx) = watch::channel(true);
+        let (open, open_rx) = watch::channel(Mode::Forward);
         let connections = Arc::new(AtomicUsize::new(0));
         let accept_task = tokio::spawn(accept(listener, upstream, open_rx, connections.clone()));
         Self {
@@ -100,7 +100,7 @@ impl Proxy {
     ///
     /// Panics when connections stay open longer than 5 seconds.
     pub async fn cut(&self) {
-        self.open.send_replace(false);
+        self.open.send_replace(Mode::Cut);
         let closed = tokio::time::timeout(CLOSE_TIMEOUT, async {
             while self.connections() > 0 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -114,9 +114,18 @@ impl Proxy {
         );
     }
 
-    /// Forwards new connections again after [`Proxy::cut`].
+    /// Stops passing bytes on every open connection and on new ones, which
+    /// it accepts, but keeps them all open: a network path that drops
+    /// packets without closing anything. Connections stalled this way stay
+    /// stalled after [`Proxy::restore`] until [`Proxy::cut`] closes them.
+    pub fn stall(&self) {
+        self.open.send_replace(Mode::Stall);
+    }
+
+    /// Forwards new connections again after [`Proxy::cut`] or
+    /// [`Proxy::stall`].
     pub fn restore(&self) {
-        self.open.send_replace(true);
+        self.open.send_replace(Mode::Forward);
     }
 }
 
@@ -133,7 +142,7 @@ impl Drop for Proxy {
 async fn accept(
     listener: TcpListener,
     upstream: SocketAddr,
-    open: watch::Receiver<bool>,
+    open: watch::Receiver<Mode>,
     connections: Arc<AtomicUsize>,
 ) {
     let mut forwarding = JoinSet::new();
@@ -145,32 +154,60 @@ async fn accept(
         let Ok((client, _)) = accepted else {
             continue;
         };
-        if !*open.borrow() || forwarding.len() >= MAX_CONNECTIONS {
+        let mode = *open.borrow();
+        if mode == Mode::Cut || forwarding.len() >= MAX_CONNECTIONS {
             drop(client);
             continue;
         }
         let counter = ConnectionCount::new(&connections);
-        forwarding.spawn(forward(client, upstream, open.clone(), counter));
+        if mode == Mode::Stall {
+            forwarding.spawn(hold(client, open.clone(), counter));
+        } else {
+            forwarding.spawn(forward(client, upstream, open.clone(), counter));
+        }
     }
 }
 
+/// What the proxy does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Forward bytes both ways.
+    Forward,
+    /// Close every connection.
+    Cut,
+    /// Keep connections open but pass no bytes.
+    Stall,
+}
+
 /// Copies bytes both ways between `client` and `upstream` until either side
-/// closes or the proxy is cut, then closes both.
+/// closes or the proxy is cut, then closes both. A stall stops the copying
+/// and keeps both sockets open until the proxy is cut.
 async fn forward(
     mut client: TcpStream,
     upstream: SocketAddr,
-    mut open: watch::Receiver<bool>,
-    _counter: ConnectionCount,
+    mut open: watch::Receiver<Mode>,
+    counter: ConnectionCount,
 ) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         return;
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = open.wait_for(|open| !*open) => {}
+    let stalled = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+        mode = open.wait_for(|mode| *mode != Mode::Forward) => {
+            mode.is_ok_and(|mode| *mode == Mode::Stall)
+        }
+    };
+    if stalled {
+        let _server = server;
+        hold(client, open, counter).await;
     }
+}
+
+/// Keeps `client` open without reading or writing until the proxy is cut.
+async fn hold(_client: TcpStream, mut open: watch::Receiver<Mode>, _counter: ConnectionCount) {
+    let _ = open.wait_for(|mode| *mode == Mode::Cut).await;
 }
 
 /// Counts a forwarded connection while it lives.

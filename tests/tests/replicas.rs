@@ -740,3 +740,40 @@ async fn lost_lock_session_creates_one_app() {
     assert_eq!(cluster.count_requests("POST", "/oauth2/v1/clients"), 1);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_database_path_does_not_stop_leadership() {
+    let database = TestDatabase::create().await;
+    let pool = connect_database(&database).await;
+    let proxy = Proxy::in_front_of(database.url()).await;
+    let mut cluster = Cluster::start(1, options_on(database.url())).await;
+    assert_eq!(wait_for_leader(&cluster, &pool).await, 0);
+    let behind_proxy = cluster
+        .add_replica_on(&proxy.url_through(database.url()))
+        .await;
+    let health = HealthClient::new(
+        Channel::from_shared(format!("http://{}", cluster.address(behind_proxy)))
+            .expect("valid endpoint")
+            .connect_lazy(),
+    );
+    wait_for_health(&health, ServingStatus::Serving).await;
+
+    // The path to the database drops every packet for a while, which
+    // leaves the follower's attempts to lead and its listener waiting on
+    // connections that never answer.
+    proxy.stall();
+    wait_for_health(&health, ServingStatus::NotServing).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.restore();
+    wait_for_health(&health, ServingStatus::Serving).await;
+
+    cluster.kill(0).await;
+    let started = Instant::now();
+    let leader = wait_for_leader(&cluster, &pool).await;
+    assert_eq!(leader, behind_proxy);
+    eprintln!(
+        "the follower led {:?} after the leader was killed",
+        started.elapsed()
+    );
+    cluster.shutdown().await;
+}
