@@ -48,6 +48,11 @@ pub enum StoreError {
     /// it in error chains.
     #[error("the registrar's store failed: {0}")]
     Database(sqlx::Error),
+    /// No schema of the search path exists.
+    #[error(
+        "no schema of the database's search_path ({0}) exists; create the schema (CREATE SCHEMA name) or fix search_path in the URL's options"
+    )]
+    NoSchema(String),
     /// The session that held a lock ended, so another replica may hold
     /// the lock now.
     #[error("lost the database session that held the lock; retry the call")]

@@ -100,10 +100,15 @@ impl Coordination {
             })
             .connect_lazy_with(options.clone());
         let mut connection = options.connect().await?;
-        let schema: String = sqlx::query("SELECT current_schema() AS schema")
-            .fetch_one(&mut connection)
-            .await?
-            .get("schema");
+        let row = sqlx::query(
+            "SELECT current_schema() AS schema, current_setting('search_path') AS search_path",
+        )
+        .fetch_one(&mut connection)
+        .await?;
+        // current_schema() is NULL when no schema of the search path exists.
+        let Some(schema) = row.get::<Option<String>, _>("schema") else {
+            return Err(StoreError::NoSchema(row.get("search_path")));
+        };
         connection.close().await?;
         Ok(Self {
             options,
@@ -365,6 +370,19 @@ mod tests {
         Store::open(url.as_str())
             .await
             .expect("store opens in schema other")
+    }
+
+    #[tokio::test]
+    async fn missing_schema_is_named() {
+        let database = TestDatabase::create().await;
+        let mut url = url::Url::parse(database.url()).expect("valid URL");
+        url.query_pairs_mut()
+            .append_pair("options[search_path]", "not_created");
+        let error = Store::open(url.as_str())
+            .await
+            .expect_err("the schema does not exist");
+        assert!(matches!(error, StoreError::NoSchema(_)), "{error:?}");
+        assert!(error.to_string().contains("not_created"), "{error}");
     }
 
     #[tokio::test]
