@@ -110,25 +110,39 @@ impl std::str::FromStr for DatabaseUrl {
 
 impl std::fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Ok(mut url) = url::Url::parse(&self.0) else {
+        let parsed = url::Url::parse(&self.0)
+            .ok()
+            // Without a host, as in `postgres:/user:password@host/db`, the
+            // password is not recognised as one.
+            .filter(|url| url.has_host() || !self.0.contains('@'));
+        let Some(mut url) = parsed else {
             // A URL that does not parse may still hold a password.
             return f.write_str("(a database URL that does not parse)");
         };
         if url.password().is_some() {
             let _ = url.set_password(Some("redacted"));
         }
-        // PostgreSQL URLs also take the password as a query parameter.
-        if url
-            .query_pairs()
-            .any(|(name, _)| name.eq_ignore_ascii_case("password"))
-        {
+        // PostgreSQL URLs also take the password as a query parameter, and
+        // a mistyped name would slip past a list of names to redact. So only
+        // the values of parameters known to hold no secret are shown.
+        const SHOWN: [&str; 8] = [
+            "sslmode",
+            "sslrootcert",
+            "host",
+            "port",
+            "user",
+            "dbname",
+            "application_name",
+            "mode",
+        ];
+        if url.query().is_some() {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
                 .map(|(name, value)| {
-                    let value = if name.eq_ignore_ascii_case("password") {
-                        "redacted".to_string()
-                    } else {
+                    let value = if SHOWN.contains(&name.as_ref()) {
                         value.into_owned()
+                    } else {
+                        "redacted".to_string()
                     };
                     (name.into_owned(), value)
                 })
@@ -492,6 +506,8 @@ mod tests {
             "postgres://registrar:ab#Secret3@127.0.0.1:5432/x",
             "postgres://registrar:Secret4@127.0.0.1:notaport/db",
             "postgres://registrar:Secret5@[::1:5432/db",
+            "postgres:/registrar:Secret6@127.0.0.1:5432/db",
+            "postgres://registrar@127.0.0.1:5432/db?passwd=Secret7",
         ];
         for case in cases {
             let url = DatabaseUrl::from(case);

@@ -68,8 +68,15 @@ fn hash_token(name: &str) -> anyhow::Result<()> {
 }
 
 fn init_tracing(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default_level))
+        // sqlx logs an unrecognized database URL parameter with its value,
+        // which may be a mistyped password, whatever RUST_LOG says.
+        .add_directive(
+            "sqlx_postgres::options::parse=error"
+                .parse()
+                .expect("a valid directive"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
