@@ -777,3 +777,75 @@ async fn stalled_database_path_does_not_stop_leadership() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_after_lost_lock_returns_app() {
+    const NAME: &str = "lost-lock-lookup";
+    let database = TestDatabase::create().await;
+    let proxy = Proxy::in_front_of(database.url()).await;
+    let mut cluster = Cluster::start(1, options_on(database.url())).await;
+    let behind_proxy = cluster
+        .add_replica_on(&proxy.url_through(database.url()))
+        .await;
+
+    // The replica behind the proxy looks the name up in Okta slowly, and
+    // loses its lock session meanwhile; the other replica creates the app.
+    cluster
+        .emulator
+        .add_fault(Fault::times(
+            FaultEndpoint::ListApps,
+            FaultKind::Latency { millis: 3000 },
+            1,
+        ))
+        .expect("latency fault");
+    let mut first_client = cluster.client(behind_proxy);
+    let first =
+        tokio::spawn(async move { first_client.register_service(registration(NAME)).await });
+    // A fault fires when its request arrives, before the delay.
+    poll(STEP_TIMEOUT, "the slow lookup to start", || async {
+        cluster
+            .emulator
+            .faults()
+            .iter()
+            .any(|fault| fault.fired > 0)
+            .then_some(())
+    })
+    .await;
+    proxy.cut().await;
+    proxy.restore();
+
+    let mut second_client = cluster.client(0);
+    let second = within(
+        STEP_TIMEOUT,
+        "RegisterService on the other replica",
+        second_client.register_service(registration(NAME)),
+    )
+    .await
+    .expect("the other replica registers the service")
+    .into_inner();
+    let client_id = second.app.expect("app").client_id;
+
+    let first = within(STEP_TIMEOUT, "the first RegisterService", first)
+        .await
+        .expect("task");
+    match first {
+        Ok(response) => {
+            let response = response.into_inner();
+            assert_eq!(response.app.expect("app").client_id, client_id);
+            assert!(!response.created, "the first call created a second app");
+        }
+        Err(status) => assert_eq!(
+            status.code(),
+            Code::Unavailable,
+            "the first call may fail for its lost session, but not so: {status:?}"
+        ),
+    }
+    let apps: Vec<_> = cluster
+        .emulator
+        .apps()
+        .into_iter()
+        .filter(|app| app.label == NAME)
+        .collect();
+    assert_eq!(apps.len(), 1, "one app of the name in Okta");
+    cluster.shutdown().await;
+}

@@ -78,11 +78,46 @@ impl RegistrarService {
             // app up by name (see `create_client_once`). When that lookup
             // fails too, the create's intent stays pending, and a later call
             // of the same caller or the next start adopts the app.
-            None => (
-                self.create_for(&request, algorithm, access.caller_id(), &mut name_guard)
-                    .await?,
-                true,
-            ),
+            None => match self
+                .create_for(&request, algorithm, access.caller_id(), &mut name_guard)
+                .await
+            {
+                Ok(app) => (app, true),
+                // Another replica recorded the app after this one read the
+                // store, which happens when this replica's lock session
+                // ended on the way: register the service with that app.
+                Err(ServiceError::NameTaken { name, client_id }) => {
+                    let Some(record) = self
+                        .store
+                        .app_by_name(&name)
+                        .await?
+                        .filter(|record| record.client_id == client_id)
+                    else {
+                        return Err(ServiceError::NameTaken { name, client_id });
+                    };
+                    access.check_manages(
+                        &record.client_id,
+                        record.owner.as_deref(),
+                        &record.client_name,
+                    )?;
+                    if self
+                        .keyring
+                        .active(&record.client_id, KeyPurpose::Assertion)
+                        .await?
+                        .is_none()
+                    {
+                        return Err(ServiceError::NotRegistrable {
+                            name,
+                            client_id: record.client_id,
+                        });
+                    }
+                    (
+                        app_message(&self.service_app(&record.client_id).await?),
+                        false,
+                    )
+                }
+                Err(error) => return Err(error),
+            },
         };
 
         let grants = self.ensure_grants(&app.client_id, scope_ids).await?;
