@@ -38,11 +38,16 @@ use tokio::net::TcpListener;
 use auth::{AuthConfig, AuthLayer};
 pub use config::ServerConfig;
 use keyring::Keyring;
+use keys::master::MasterKey;
 use okta::OktaClient;
 use rotation::Rotator;
 use service::RegistrarService;
 use store::Store;
 use tokens::{TokenSettings, Tokens};
+
+/// The text and associated data of the master key's check value in the
+/// store.
+const MASTER_KEY_CHECK: &[u8] = b"registrar master key check";
 
 /// The largest request or response message the server accepts, in bytes.
 /// A JWKS of 50 RSA-8192 keys is well under 100 KiB.
@@ -84,6 +89,7 @@ pub async fn run(
             "the master key cannot decrypt the private keys in the store; restore the master key that encrypted them (DATA_DIR/master.key, --master-key-file or REGISTRAR_MASTER_KEY) before starting"
         );
     }
+    check_master_key(&store, &config.master_key).await?;
     let keyring = Keyring::new(config.master_key.clone(), store.clone());
     let health_store = store.clone();
     let settings = TokenSettings::okta(&config.okta_org, config.assertion_lifetime);
@@ -232,6 +238,23 @@ pub async fn run(
     Ok(())
 }
 
+/// Checks that `master_key` is the key the database was first used with.
+/// Replicas that share a database must share the master key too, so the
+/// first start records a value sealed with its key, and a start with
+/// another key cannot open it, even before any private key is stored.
+pub async fn check_master_key(store: &Store, master_key: &MasterKey) -> anyhow::Result<()> {
+    let recorded = store
+        .master_key_check(&master_key.encrypt(MASTER_KEY_CHECK, MASTER_KEY_CHECK))
+        .await
+        .context("reading the store")?;
+    if master_key.decrypt(&recorded, MASTER_KEY_CHECK).is_err() {
+        anyhow::bail!(
+            "the master key differs from the one this database was first used with; every registrar on one database needs the same master key (DATA_DIR/master.key, --master-key-file or REGISTRAR_MASTER_KEY)"
+        );
+    }
+    Ok(())
+}
+
 /// Logs how callers authenticate, and warns when they do not.
 fn log_auth_settings(auth: &AuthConfig) {
     if auth.insecure_no_auth {
@@ -282,4 +305,34 @@ impl Drop for AbortOnDrop {
 /// until the client's delayed ACK, about 40 ms on Linux.
 fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestDatabase;
+
+    async fn master_key_check_holds(store: Store) {
+        let first = MasterKey::random();
+        check_master_key(&store, &first).await.expect("first key");
+        check_master_key(&store, &first)
+            .await
+            .expect("same key again");
+        let other = check_master_key(&store, &MasterKey::random())
+            .await
+            .expect_err("another key");
+        assert!(other.to_string().contains("master key differs"), "{other}");
+    }
+
+    #[tokio::test]
+    async fn master_key_check_on_sqlite() {
+        let store = Store::open("sqlite::memory:").await.expect("store");
+        master_key_check_holds(store).await;
+    }
+
+    #[tokio::test]
+    async fn master_key_check_on_postgres() {
+        let database = TestDatabase::create().await;
+        master_key_check_holds(database.open_store().await).await;
+    }
 }

@@ -467,6 +467,21 @@ impl Store {
         Ok(row.map(|row| (row.get("key_id"), row.get("sealed"))))
     }
 
+    /// Records `sealed`, the master key's check value, unless one is
+    /// recorded already, and returns the recorded one.
+    pub async fn master_key_check(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO master_key_check (id, sealed) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT sealed FROM master_key_check WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get("sealed"))
+    }
+
     /// Marks an app as deleted. Unknown apps are ignored, because the
     /// registrar may delete apps it did not create.
     pub async fn mark_app_deleted(&self, client_id: &str) -> Result<(), StoreError> {
