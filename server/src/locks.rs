@@ -51,8 +51,8 @@ impl Locks {
     }
 
     /// Waits for the lock of `key`. Tasks of this process queue for it
-    /// first, so a replica holds at most one database connection per key;
-    /// then the replica waits for the database lock, if there is one.
+    /// first, so a replica holds at most one database connection per key.
+    /// Then the replica waits for the database lock, if there is one.
     pub async fn lock(&self, key: &str) -> Result<LockGuard, StoreError> {
         let local = self.local.lock(key).await;
         let database = match &self.database {

@@ -98,7 +98,7 @@ impl Target {
             Code::Unavailable if status.metadata().is_empty() => CliError::Unreachable(format!(
                 "cannot reach the registrar at {server} ({message}); is it running? check --server"
             )),
-            // The registrar's own message may already say when to retry.
+            // The registrar's own message may already state when to retry.
             Code::Unavailable if message.contains("retry") => CliError::Retry(format!(
                 "the registrar could not complete the call: {message}"
             )),

@@ -1,4 +1,4 @@
-//! How replicas that share one PostgreSQL database coordinate:
+//! Coordination of the replicas that share one PostgreSQL database:
 //!
 //! - Locks: a session-level advisory lock per name or app, held on a
 //!   connection of a small pool of its own, so that work on one name or app
@@ -273,7 +273,7 @@ pub struct Changes {
     prefix: String,
 }
 
-/// What [`Changes::next`] received.
+/// A change that [`Changes::next`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// The key state or rotation plan of one app changed.
@@ -503,7 +503,7 @@ mod tests {
         assert!(again.is_none(), "the leader's replica leads twice");
 
         drop(leadership);
-        // The server releases the lock once it sees the connection close.
+        // The server releases the lock once it detects that the connection closed.
         let successor = tokio::time::timeout(WAIT, async {
             loop {
                 if let Some(leadership) = second.try_lead("test").await.expect("try to lead") {
