@@ -760,7 +760,7 @@ async fn stalled_database_path_does_not_stop_leadership() {
 
     // The path to the database drops every packet for a while, which
     // leaves the follower's attempts to lead and its listener waiting on
-    // connections that never answer.
+    // connections that never respond.
     proxy.stall();
     wait_for_health(&health, ServingStatus::NotServing).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
