@@ -37,7 +37,8 @@ pub struct Outcome {
     pub floor: Duration,
     /// The shortest time in which the calls can fit the budget when the
     /// first window's budget is spent at once: (windows needed - 1) x
-    /// window, for the slowest bucket; zero when one window holds them.
+    /// window, for the slowest bucket. It is zero when the calls fit in one
+    /// window.
     pub window_floor: Duration,
     /// Calls that failed, 429s among them.
     pub failed_calls: usize,

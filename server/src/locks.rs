@@ -51,7 +51,7 @@ impl Locks {
     }
 
     /// Waits for the lock of `key`. Tasks of this process queue for it
-    /// first, so a replica holds at most one database connection per key.
+    /// first, so a replica uses at most one database connection per key.
     /// Then the replica waits for the database lock, if there is one.
     pub async fn lock(&self, key: &str) -> Result<LockGuard, StoreError> {
         let local = self.local.lock(key).await;
@@ -103,11 +103,7 @@ pub struct KeyGuard {
 impl KeyedLocks {
     /// Waits for the lock of `key` and returns its guard.
     pub async fn lock(&self, key: &str) -> KeyGuard {
-        let mutex = {
-            let mut locks = self.locks.lock().expect("the lock table is never poisoned");
-            locks.entry(key.to_string()).or_default().clone()
-        };
-        let guard = mutex.lock_owned().await;
+        let guard = self.mutex(key).lock_owned().await;
         KeyGuard {
             key: key.to_string(),
             guard: Some(guard),
@@ -117,20 +113,22 @@ impl KeyedLocks {
 
     /// Takes the lock of `key` if no task holds it, without waiting.
     pub fn try_lock(&self, key: &str) -> Option<KeyGuard> {
-        let mutex = {
-            let mut locks = self.locks.lock().expect("the lock table is never poisoned");
-            locks.entry(key.to_string()).or_default().clone()
-        };
-        // On failure the returned guard's drop below removes the entry when
-        // no one else uses it.
-        let guard = mutex.try_lock_owned().ok();
-        let taken = guard.is_some();
+        let guard = self.mutex(key).try_lock_owned().ok();
+        let acquired = guard.is_some();
         let key_guard = KeyGuard {
             key: key.to_string(),
             guard,
             locks: self.clone(),
         };
-        taken.then_some(key_guard)
+        // A guard without the lock is dropped here, which removes the
+        // table entry that no other task uses.
+        acquired.then_some(key_guard)
+    }
+
+    /// Returns the mutex of `key`, adding it to the table when missing.
+    fn mutex(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("the lock table is never poisoned");
+        locks.entry(key.to_string()).or_default().clone()
     }
 
     #[cfg(test)]
@@ -187,6 +185,19 @@ mod tests {
         for task in tasks {
             task.await.expect("task");
         }
+        assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn try_lock_fails_while_held() {
+        let locks = KeyedLocks::default();
+        let held = locks.lock("billing").await;
+        assert!(locks.try_lock("billing").is_none());
+        assert!(locks.try_lock("payroll").is_some());
+        drop(held);
+        let again = locks.try_lock("billing");
+        assert!(again.is_some());
+        drop(again);
         assert_eq!(locks.len(), 0);
     }
 

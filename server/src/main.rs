@@ -71,7 +71,8 @@ fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(default_level))
         // sqlx logs an unrecognized database URL parameter with its value,
-        // which may be a mistyped password, whatever RUST_LOG says.
+        // which may be a mistyped password, so this directive overrides
+        // RUST_LOG for that target.
         .add_directive(
             "sqlx_postgres::options::parse=error"
                 .parse()

@@ -125,7 +125,7 @@ pub async fn follow_changes(
         }
         first_listener = false;
         // A listening connection that stalls gets no notifications and no
-        // error. When the health check sees the database fail while the
+        // error. When the health check finds the database down while the
         // listener waits, the listener connects anew once the database
         // responds again.
         let mut outage_seen = false;

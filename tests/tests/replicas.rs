@@ -238,7 +238,7 @@ async fn first_message(
     BTreeMap::from([(message.revision, SeenState::of(&message))])
 }
 
-/// The scopes that service number `index` requests: two or three.
+/// Returns the two or three scopes that service number `index` requests.
 fn scopes_of(index: usize) -> Vec<&'static str> {
     match index % 3 {
         0 => vec!["okta.users.read", "okta.apps.read"],
@@ -713,7 +713,7 @@ async fn lost_lock_session_creates_one_app() {
     );
 
     proxy.restore();
-    // The first call may fail if it cannot record the app in time; either
+    // The first call may fail if it cannot record the app in time. Either
     // way, Okta has the app, and a retry on the other replica adopts it.
     let _ = within(STEP_TIMEOUT, "the first RegisterService", first).await;
     let client_id = poll(STEP_TIMEOUT, "a retried RegisterService", || {

@@ -162,7 +162,7 @@ const CLOCK_SAMPLES: usize = 128;
 /// responses.
 ///
 /// `Date` has whole-second resolution, so a response received at local
-/// time `t` only says that Okta's time then was in `[Date, Date + 1 s)`.
+/// time `t` only shows that Okta's time then was in `[Date, Date + 1 s)`.
 /// Each sample `t - Date` is therefore at least the true offset of the
 /// local clock from Okta's, and the smallest of recent samples comes close
 /// to it from above. Okta's time estimated with that minimum is never later

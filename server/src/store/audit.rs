@@ -42,13 +42,9 @@ impl Store {
     /// Appends an audit event and returns its id.
     pub async fn append_audit_event(&self, event: &AuditEvent) -> Result<i64, StoreError> {
         // The event of a call that failed because the database is down
-        // would wait for a connection in vain, and delay the call's answer.
-        if self
-            .coordination
-            .as_ref()
-            .is_some_and(|coordination| !coordination.is_answering())
-        {
-            return Err(StoreError::Unreachable);
+        // would wait for a connection in vain, and delay the call's response.
+        if let Some(coordination) = &self.coordination {
+            coordination.check_answering()?;
         }
         let id = sqlx::query(
             "INSERT INTO audit_events (occurred_at, caller_id, operation, client_id, scope_ids, kids, status_code, message, okta_request_ids) \

@@ -128,9 +128,7 @@ impl Coordination {
     pub async fn lock(&self, name: &str) -> Result<DatabaseLock, StoreError> {
         // Waiting for a lock pool connection can take long under load, so
         // a database that is known to be down fails the call at once.
-        if !self.answering.load(Ordering::Relaxed) {
-            return Err(StoreError::Unreachable);
-        }
+        self.check_answering()?;
         let mut connection = self.locks.acquire().await?;
         sqlx::query("SELECT pg_advisory_lock(hashtextextended($1 || ' ' || $2, 0))")
             .bind(&self.schema)
@@ -143,9 +141,7 @@ impl Coordination {
     /// Takes the advisory lock of `name` if no session holds it, without
     /// waiting.
     pub async fn try_lock(&self, name: &str) -> Result<Option<DatabaseLock>, StoreError> {
-        if !self.answering.load(Ordering::Relaxed) {
-            return Err(StoreError::Unreachable);
-        }
+        self.check_answering()?;
         let mut connection = self.locks.acquire().await?;
         let acquired: bool = sqlx::query(
             "SELECT pg_try_advisory_lock(hashtextextended($1 || ' ' || $2, 0)) AS acquired",
@@ -166,6 +162,16 @@ impl Coordination {
     /// Returns whether the database responded to the latest health check.
     pub fn is_answering(&self) -> bool {
         self.answering.load(Ordering::Relaxed)
+    }
+
+    /// Fails at once while the database is known to be down, where waiting
+    /// for a connection would only delay the failure.
+    pub(super) fn check_answering(&self) -> Result<(), StoreError> {
+        if self.is_answering() {
+            Ok(())
+        } else {
+            Err(StoreError::Unreachable)
+        }
     }
 
     /// Tries once to become the replica that runs rotations. The leadership
