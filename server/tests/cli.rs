@@ -507,6 +507,57 @@ async fn watch_streams_changes_until_interrupted() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// Waits for a command whose standard output the test closed, and returns
+/// its exit code and standard error.
+async fn wait_closed(mut child: tokio::process::Child) -> (i32, String) {
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text)
+        .await
+        .expect("read stderr");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the command ends within 30 s of its reader closing")
+        .expect("wait");
+    (status.code().expect("exit code, not a signal"), text)
+}
+
+/// `registrar apps | head -1` and `registrar watch | head -3`: a reader that
+/// closes the pipe ends the command with exit code 0 and nothing on
+/// standard error, where `println!` would panic.
+#[tokio::test]
+async fn closed_output_ends_quietly() {
+    let registrar = start_registrar().await;
+    let server = registrar.server.as_str();
+    let client_id = create_generated(server, "piped").await;
+
+    // The pipe closes before the command has connected, so its first write
+    // fails.
+    let mut listing = command(&["apps", "--server", server]);
+    let mut child = listing
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("apps starts");
+    drop(child.stdout.take());
+    let (code, stderr) = wait_closed(child).await;
+    assert_eq!((code, stderr.as_str()), (0, ""), "apps with a closed pipe");
+
+    let mut watching = command(&["watch", &client_id, "--json", "--server", server]);
+    let mut child = watching
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    next_line(&mut lines).await;
+    drop(lines);
+    // The rotation's next revision is the watch's next write.
+    cli_ok(server, &["rotate", &client_id, "--no-wait"]).await;
+    let (code, stderr) = wait_closed(child).await;
+    assert_eq!((code, stderr.as_str()), (0, ""), "watch with a closed pipe");
+}
+
 #[tokio::test]
 async fn unreachable_server_exits_3() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

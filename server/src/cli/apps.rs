@@ -112,9 +112,8 @@ pub async fn create(args: CreateArgs) -> Result<(), CliError> {
     if args.common.json {
         return output::print_json(&output::app_json(&app));
     }
-    println!("created service app {:?}", app.client_name);
-    print!("{}", output::app_details(&app));
-    Ok(())
+    outln!("created service app {:?}", app.client_name)?;
+    out!("{}", output::app_details(&app))
 }
 
 /// Lists the apps, all pages.
@@ -129,8 +128,7 @@ pub async fn apps(args: AppsArgs) -> Result<(), CliError> {
         return output::print_json(&json!({ "apps": apps }));
     }
     if apps.is_empty() {
-        println!("no service apps");
-        return Ok(());
+        return outln!("no service apps");
     }
     let rows: Vec<Vec<String>> = apps
         .iter()
@@ -144,11 +142,10 @@ pub async fn apps(args: AppsArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         output::table(&["CLIENT_ID", "NAME", "STATUS", "KEYS", "CREATED"], &rows)
-    );
-    Ok(())
+    )
 }
 
 /// Lists an app's grants.
@@ -163,8 +160,7 @@ pub async fn grants(args: GrantsArgs) -> Result<(), CliError> {
         return output::print_json(&json!({ "client_id": args.client_id, "grants": grants }));
     }
     if grants.is_empty() {
-        println!("{} holds no grants", args.client_id);
-        return Ok(());
+        return outln!("{} holds no grants", args.client_id);
     }
     let rows: Vec<Vec<String>> = grants
         .iter()
@@ -177,11 +173,10 @@ pub async fn grants(args: GrantsArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         output::table(&["SCOPE", "GRANT_ID", "CREATED", "ISSUER"], &rows)
-    );
-    Ok(())
+    )
 }
 
 /// Reads a JWKS file and checks it as the registrar would, so that a bad

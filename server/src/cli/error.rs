@@ -49,6 +49,10 @@ pub enum CliError {
     /// Ctrl-C stopped the command before it finished.
     #[error("{0}")]
     Interrupted(String),
+    /// Standard output was closed by its reader, as `head` does. The
+    /// command stops quietly and exits 0.
+    #[error("standard output is closed")]
+    OutputClosed,
 }
 
 impl CliError {
@@ -62,6 +66,7 @@ impl CliError {
             Self::Retry(_) => EXIT_RETRY,
             Self::Partial(_) => EXIT_PARTIAL,
             Self::Interrupted(_) => EXIT_INTERRUPTED,
+            Self::OutputClosed => 0,
         })
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Exit codes, which the README lists too:
 //!
-//! - 0: success.
+//! - 0: success, or standard output closed by its reader.
 //! - 1: a local failure, or an internal error of the registrar.
 //! - 2: invalid options or input files.
 //! - 3: the registrar cannot be reached.
@@ -21,6 +21,22 @@ macro_rules! exit_codes_help {
          3 registrar unreachable, 4 rejected by the registrar, 5 retry later\n\
          (timeout, unavailable, rate limit), 6 some scopes failed, 130 rotate\n\
          interrupted."
+    };
+}
+
+/// Writes to standard output like `print!`, and returns
+/// `CliError::OutputClosed` when the reader has gone away instead of
+/// panicking as `print!` does.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!($($arg)*))
+    };
+}
+
+/// Writes a line to standard output like `println!`; see `out!`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -115,7 +131,8 @@ pub async fn run(command: OperatorCommand) -> ExitCode {
         OperatorCommand::Token(args) => token::run(args).await,
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        // `registrar apps | head -1`: the reader has all it wanted.
+        Ok(()) | Err(error::CliError::OutputClosed) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("registrar: {error}");
             error.exit_code()

@@ -11,20 +11,34 @@ use registrar_api::v1::{
     ServiceApp,
 };
 use serde_json::{Value, json};
+use std::fmt;
+use std::io::{self, Write};
 
 use super::error::CliError;
+
+/// Writes to standard output and flushes, so that a stream's lines reach a
+/// pipe as they happen. A closed pipe gives `CliError::OutputClosed`.
+pub fn write(text: fmt::Arguments<'_>) -> Result<(), CliError> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_fmt(text)
+        .and_then(|()| stdout.flush())
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::BrokenPipe => CliError::OutputClosed,
+            _ => CliError::Local(format!("writing to standard output failed: {error}")),
+        })
+}
 
 /// Prints one JSON document, indented.
 pub fn print_json(value: &Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|error| CliError::Local(format!("cannot format JSON: {error}")))?;
-    println!("{text}");
-    Ok(())
+    outln!("{text}")
 }
 
 /// Prints one JSON object on one line, for streams.
-pub fn print_json_line(value: &Value) {
-    println!("{value}");
+pub fn print_json_line(value: &Value) -> Result<(), CliError> {
+    outln!("{value}")
 }
 
 /// Formats rows as columns separated by two spaces, with a header row.

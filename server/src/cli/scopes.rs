@@ -145,11 +145,10 @@ fn print_results(client_id: &str, results: &[ScopeResult], json: bool) -> Result
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         output::table(&["SCOPE", "OUTCOME", "GRANT_ID", "ERROR"], &rows)
-    );
-    Ok(())
+    )
 }
 
 #[cfg(test)]

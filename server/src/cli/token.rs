@@ -69,7 +69,7 @@ pub async fn run(args: TokenArgs) -> Result<(), CliError> {
             "cached": token.cached,
         }));
     }
-    println!("{}", token.access_token);
+    outln!("{}", token.access_token)?;
     // People at a terminal see the details, and scripts get the token alone.
     if std::io::stderr().is_terminal() {
         eprintln!(

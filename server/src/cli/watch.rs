@@ -100,40 +100,39 @@ pub async fn rotate(args: RotateArgs) -> Result<(), CliError> {
         if args.common.json {
             return output::print_json(&output::key_state_json(&state));
         }
-        println!("rotation started: {}", output::key_state_line(&state));
-        println!("follow it with: registrar watch {}", args.client_id);
-        return Ok(());
+        outln!("rotation started: {}", output::key_state_line(&state))?;
+        return outln!("follow it with: registrar watch {}", args.client_id);
     }
     if !args.common.json {
-        println!(
+        outln!(
             "rotation started for {}; Ctrl-C stops waiting but not the rotation",
             args.client_id
-        );
+        )?;
     }
-    print_state(&state, args.common.json);
+    print_state(&state, args.common.json)?;
 
     let mut last_revision = state.revision;
     let json = args.common.json;
     let ids = [args.client_id.clone()];
     let ending = follow(&mut client, &target, &ids, |message| {
         let Some(state) = message.apps.first() else {
-            return ControlFlow::Continue(());
+            return Ok(ControlFlow::Continue(()));
         };
         if state.revision > last_revision {
             last_revision = state.revision;
-            print_state(state, json);
+            print_state(state, json)?;
         }
         if rotation_finished(state, &old_kid) {
-            ControlFlow::Break(())
+            Ok(ControlFlow::Break(()))
         } else {
-            ControlFlow::Continue(())
+            Ok(ControlFlow::Continue(()))
         }
     })
     .await?;
     match ending {
         Ending::Done => {
             if !json {
-                println!("rotation finished: the old key {old_kid} is removed");
+                outln!("rotation finished: the old key {old_kid} is removed")?;
             }
             Ok(())
         }
@@ -151,13 +150,13 @@ pub async fn watch(args: WatchArgs) -> Result<(), CliError> {
     let ending = follow(&mut client, &target, &args.client_ids, |message| {
         if json {
             let apps: Vec<_> = message.apps.iter().map(output::key_state_json).collect();
-            output::print_json_line(&json!({ "revision": message.revision, "apps": apps }));
+            output::print_json_line(&json!({ "revision": message.revision, "apps": apps }))?;
         } else {
             for state in &message.apps {
-                print_state(state, false);
+                print_state(state, false)?;
             }
         }
-        ControlFlow::Continue(())
+        Ok(ControlFlow::Continue(()))
     })
     .await?;
     match ending {
@@ -173,15 +172,15 @@ fn rotation_finished(state: &AppKeyState, old_kid: &str) -> bool {
         && state.keys.iter().all(|key| key.kid != old_kid)
 }
 
-fn print_state(state: &AppKeyState, json: bool) {
+fn print_state(state: &AppKeyState, json: bool) -> Result<(), CliError> {
     if json {
-        output::print_json_line(&output::key_state_json(state));
+        output::print_json_line(&output::key_state_json(state))
     } else {
-        println!(
+        outln!(
             "{}  {}",
             output::timestamp(Some(&now())),
             output::key_state_line(state)
-        );
+        )
     }
 }
 
@@ -197,14 +196,14 @@ fn now() -> registrar_api::prost_types::Timestamp {
 }
 
 /// Streams the key state of `client_ids` and passes every message with a
-/// new revision to `handle` until it breaks or Ctrl-C is pressed. A stream
+/// new revision to `handle` until it breaks, fails, or Ctrl-C is pressed. A stream
 /// that ends or fails with a code that a retry may fix is reopened with
 /// jittered backoff, which every message resets.
 async fn follow(
     client: &mut Client,
     target: &Target,
     client_ids: &[String],
-    mut handle: impl FnMut(&WatchRotationsResponse) -> ControlFlow<()>,
+    mut handle: impl FnMut(&WatchRotationsResponse) -> Result<ControlFlow<()>, CliError>,
 ) -> Result<Ending, CliError> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
@@ -238,7 +237,7 @@ async fn follow(
                                 continue;
                             }
                             last_revision = message.revision;
-                            if handle(&message).is_break() {
+                            if handle(&message)?.is_break() {
                                 return Ok(Ending::Done);
                             }
                         }
