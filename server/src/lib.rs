@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod okta;
 pub mod org;
 pub mod policy;
+pub mod reload;
 pub mod replicas;
 pub mod rotation;
 pub mod secret;
@@ -118,9 +119,11 @@ pub async fn run(
         .await;
     log_policy(&config.policies);
     // The guard stops the SIGHUP listener when this function returns.
-    let _reload_task = AbortOnDrop(tokio::spawn(
-        config.policies.clone().reload_on_hangup(stop_rx.clone()),
-    ));
+    let _reload_task = AbortOnDrop(tokio::spawn(reload::reload_on_hangup(
+        config.policies.clone(),
+        config.auth.bearer_tokens.clone(),
+        stop_rx.clone(),
+    )));
     if config.deliver_private_keys {
         tracing::warn!(
             "key delivery is on: WatchRotations sends the private signing key of each watched app to every caller that asks for it"
@@ -266,7 +269,7 @@ fn log_auth_settings(auth: &AuthConfig) {
     let bearer_callers = auth
         .bearer_tokens
         .as_ref()
-        .map_or(0, |tokens| tokens.callers().count());
+        .map_or(0, |tokens| tokens.callers().len());
     tracing::info!(
         tls = auth.tls.is_some(),
         mtls = auth.verifies_client_certificates(),

@@ -352,7 +352,7 @@ async fn hash_token_prints_an_entry() {
     assert!(output.status.success(), "{output:?}");
     assert!(!stdout.contains(token), "{stdout}");
     let tokens = registrar_server::auth::BearerTokens::parse(&stdout).expect("entry parses");
-    assert_eq!(tokens.verify(token), Some("billing"));
+    assert_eq!(tokens.verify(token).as_deref(), Some("billing"));
 }
 
 #[tokio::test]

@@ -673,17 +673,30 @@ async fn usage_errors_exit_2() {
     }
 }
 
+/// The policy of `serve`: the caller "operator" may do everything.
+const OPERATOR_POLICY: &str = "[[caller]]\nid = \"operator\"\noperations = [\"*\"]\n\
+    scopes = [\"*\"]\nclient_name_prefixes = [\"\"]\nadmin = true\n";
+
 /// Starts `registrar serve` with these options and a policy that lets the
 /// caller "operator" do everything. Returns the child and its address.
 async fn serve(dir: &Path, args: &[&std::ffi::OsStr]) -> (tokio::process::Child, String) {
+    let (child, address, _log) = serve_logged(dir, args).await;
+    (child, address)
+}
+
+/// Starts `registrar serve` like `serve`, and also returns the lines that
+/// it logs after the line that gives its address.
+async fn serve_logged(
+    dir: &Path,
+    args: &[&std::ffi::OsStr],
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let org_url = start_emulator().await;
     let policy_file = dir.join("policy.toml");
-    std::fs::write(
-        &policy_file,
-        "[[caller]]\nid = \"operator\"\noperations = [\"*\"]\nscopes = [\"*\"]\n\
-         client_name_prefixes = [\"\"]\nadmin = true\n",
-    )
-    .expect("write policy file");
+    std::fs::write(&policy_file, OPERATOR_POLICY).expect("write policy file");
 
     let mut child = Command::new(REGISTRAR)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -717,8 +730,14 @@ async fn serve(dir: &Path, args: &[&std::ffi::OsStr]) -> (tokio::process::Child,
     .expect("registrar starts within 60 s")
     .expect("registrar serving line");
     // Keep reading, so that the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address)
+    let (log_tx, log_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            // Sending fails once the test drops the receiver, which is fine.
+            let _ = log_tx.send(line);
+        }
+    });
+    (child, address, log_rx)
 }
 
 /// Starts `registrar serve` with bearer token authentication. Returns the
@@ -793,6 +812,104 @@ async fn bearer_token_file_authenticates() {
         "the token is not repeated: {}",
         wrong.stderr
     );
+}
+
+/// Sends SIGHUP to a child process.
+async fn hang_up(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(status.success(), "kill -HUP {pid}");
+}
+
+/// Waits up to 10 s for a log line that contains `text`, and returns it.
+async fn log_line(log: &mut tokio::sync::mpsc::UnboundedReceiver<String>, text: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = log.recv().await.expect("the server is still logging");
+            if line.contains(text) {
+                return line;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no log line with {text:?} within 10 s"))
+}
+
+/// An operator adds a caller to the bearer token file and the policy file,
+/// and one SIGHUP lets it in without a restart. A broken token file is
+/// logged without its contents and changes nothing.
+#[tokio::test]
+async fn sighup_reloads_bearer_tokens() {
+    const OPERATOR: &str = "cli-operator-token-0123456789abcdef0123456789";
+    const AUDITOR: &str = "cli-auditor-token-0123456789abcdef01234567890";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let tokens_file = dir.path().join("tokens.toml");
+    let operator_entry =
+        registrar_server::auth::token_file_entry("operator", OPERATOR).expect("entry");
+    std::fs::write(&tokens_file, &operator_entry).expect("write token file");
+    let operator_token = dir.path().join("operator.token");
+    std::fs::write(&operator_token, OPERATOR).expect("write token");
+    let auditor_token = dir.path().join("auditor.token");
+    std::fs::write(&auditor_token, AUDITOR).expect("write token");
+    let operator_token = operator_token.to_str().expect("UTF-8 path");
+    let auditor_token = auditor_token.to_str().expect("UTF-8 path");
+
+    let (child, address, mut log) = serve_logged(
+        dir.path(),
+        &["--bearer-tokens-file".as_ref(), tokens_file.as_os_str()],
+    )
+    .await;
+    let server = format!("http://{address}");
+    let before = cli(&server, &["apps", "--token-file", auditor_token]).await;
+    assert_eq!(
+        before.code, 4,
+        "unknown before the reload: {}",
+        before.stderr
+    );
+
+    let auditor_entry =
+        registrar_server::auth::token_file_entry("auditor", AUDITOR).expect("entry");
+    std::fs::write(&tokens_file, format!("{operator_entry}{auditor_entry}"))
+        .expect("write token file");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        format!("{OPERATOR_POLICY}[[caller]]\nid = \"auditor\"\noperations = [\"read\"]\n"),
+    )
+    .expect("write policy file");
+    hang_up(&child).await;
+    // The policy file is reloaded first.
+    log_line(&mut log, "policy reloaded").await;
+    let reloaded = log_line(&mut log, "bearer token file reloaded").await;
+    assert!(reloaded.contains("callers=2"), "{reloaded}");
+    let after = cli(&server, &["apps", "--token-file", auditor_token]).await;
+    assert_eq!(after.code, 0, "known after the reload: {}", after.stderr);
+
+    // A token pasted where its digest belongs.
+    let pasted = "pasted-token-0123456789abcdef0123456789abcdef";
+    std::fs::write(
+        &tokens_file,
+        format!("{operator_entry}[[caller]]\nname = \"auditor\"\ntoken_sha256 = \"{pasted}\"\n"),
+    )
+    .expect("write token file");
+    hang_up(&child).await;
+    let failed = log_line(&mut log, "bearer token file reload failed").await;
+    assert!(failed.contains("line 6"), "the line is named: {failed}");
+    assert!(
+        !failed.contains(pasted),
+        "the value is not logged: {failed}"
+    );
+    for token in [operator_token, auditor_token] {
+        let still_allowed = cli(&server, &["apps", "--token-file", token]).await;
+        assert_eq!(
+            still_allowed.code, 0,
+            "the previous callers stay: {}",
+            still_allowed.stderr
+        );
+    }
 }
 
 /// Writes a CA, a server certificate for 127.0.0.1 and a client

@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -28,10 +28,13 @@ pub const MIN_TOKEN_LENGTH: usize = 32;
 /// The maximum length of a caller name in the bearer token file.
 const MAX_NAME_LENGTH: usize = 128;
 
-/// The callers of the bearer token file and their token digests.
+/// The callers of the bearer token file and their token digests, and the
+/// file they were read from. Clones share the entries, so a reload through
+/// one is seen by all.
 #[derive(Clone)]
 pub struct BearerTokens {
-    entries: Arc<[Entry]>,
+    entries: Arc<RwLock<Arc<[Entry]>>>,
+    path: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -59,78 +62,127 @@ impl BearerTokens {
     /// Reads and validates the bearer token file. The error names the file,
     /// the line and the fix.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--bearer-tokens-file: cannot read {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("--bearer-tokens-file {}", path.display()))
+        Ok(Self {
+            entries: Arc::new(RwLock::new(read(path)?)),
+            path: Some(path.to_path_buf()),
+        })
     }
 
-    /// Parses and validates the text of a bearer token file.
+    /// Parses and validates the text of a bearer token file. The result has
+    /// no file to reload.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        // toml's own error text quotes the offending line, which may hold a
-        // token pasted by mistake, so only its message and line are kept.
-        let file: TokenFile = toml::from_str(text).map_err(|err| {
-            let line = err.span().map(|span| line_of(text, span.start));
-            match line {
-                Some(line) => anyhow::anyhow!("line {line}: {}", err.message()),
-                None => anyhow::anyhow!("{}", err.message()),
-            }
-        })?;
-        if file.caller.is_empty() {
-            bail!(
-                "no [[caller]] entries; add one per caller with the output of `registrar hash-token --name NAME`"
-            );
-        }
-
-        let mut entries = Vec::with_capacity(file.caller.len());
-        let mut names: HashMap<String, usize> = HashMap::new();
-        let mut digests: HashMap<[u8; 32], String> = HashMap::new();
-        for raw in file.caller {
-            let line = line_of(text, raw.name.span().start);
-            let name = raw.name.into_inner();
-            validate_name(&name).with_context(|| format!("line {line}: name"))?;
-            if let Some(first) = names.insert(name.clone(), line) {
-                bail!(
-                    "line {line}: caller {name:?} is listed twice (first at line {first}); give each caller one entry"
-                );
-            }
-            let digest_line = line_of(text, raw.token_sha256.span().start);
-            let digest = parse_digest(raw.token_sha256.get_ref())
-                .with_context(|| format!("line {digest_line}: token_sha256 of caller {name:?}"))?;
-            if let Some(other) = digests.insert(digest, name.clone()) {
-                bail!(
-                    "line {digest_line}: callers {other:?} and {name:?} have the same token; give each caller its own token"
-                );
-            }
-            entries.push(Entry { name, digest });
-        }
         Ok(Self {
-            entries: entries.into(),
+            entries: Arc::new(RwLock::new(parse_entries(text)?)),
+            path: None,
         })
+    }
+
+    /// Returns the file the callers were read from, or `None` after
+    /// [`BearerTokens::parse`].
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Reads the file again and puts its callers in force, for the next
+    /// request. On error the previous callers stay in force and the error,
+    /// which never quotes a line of the file, is returned.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.path else {
+            bail!(
+                "there is no bearer token file to reload; start the server with --bearer-tokens-file"
+            );
+        };
+        let entries = read(path)?;
+        let callers = entries.len();
+        *self.entries.write().unwrap_or_else(PoisonError::into_inner) = entries;
+        tracing::info!(path = %path.display(), callers, "bearer token file reloaded");
+        Ok(())
     }
 
     /// Returns the name of the caller whose token this is, or `None`. The
     /// token's digest is compared with every entry in constant time.
-    pub fn verify(&self, token: &str) -> Option<&str> {
+    pub fn verify(&self, token: &str) -> Option<String> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
-        for entry in self.entries.iter() {
+        for entry in self.current().iter() {
             if bool::from(entry.digest.ct_eq(&digest)) {
-                found = Some(entry.name.as_str());
+                found = Some(entry.name.clone());
             }
         }
         found
     }
 
     /// Returns the names of the callers, in file order.
-    pub fn callers(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|entry| entry.name.as_str())
+    pub fn callers(&self) -> Vec<String> {
+        self.current()
+            .iter()
+            .map(|entry| entry.name.clone())
+            .collect()
     }
+
+    fn current(&self) -> Arc<[Entry]> {
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Reads and parses a bearer token file. The error names the option, the
+/// file and the line.
+fn read(path: &Path) -> anyhow::Result<Arc<[Entry]>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--bearer-tokens-file: cannot read {}", path.display()))?;
+    parse_entries(&text).with_context(|| format!("--bearer-tokens-file {}", path.display()))
+}
+
+/// Parses and validates the text of a bearer token file.
+fn parse_entries(text: &str) -> anyhow::Result<Arc<[Entry]>> {
+    // toml's own error text quotes the offending line, which may hold a
+    // token pasted by mistake, so only its message and line are kept.
+    let file: TokenFile = toml::from_str(text).map_err(|err| {
+        let line = err.span().map(|span| line_of(text, span.start));
+        match line {
+            Some(line) => anyhow::anyhow!("line {line}: {}", err.message()),
+            None => anyhow::anyhow!("{}", err.message()),
+        }
+    })?;
+    if file.caller.is_empty() {
+        bail!(
+            "no [[caller]] entries; add one per caller with the output of `registrar hash-token --name NAME`"
+        );
+    }
+
+    let mut entries = Vec::with_capacity(file.caller.len());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut digests: HashMap<[u8; 32], String> = HashMap::new();
+    for raw in file.caller {
+        let line = line_of(text, raw.name.span().start);
+        let name = raw.name.into_inner();
+        validate_name(&name).with_context(|| format!("line {line}: name"))?;
+        if let Some(first) = names.insert(name.clone(), line) {
+            bail!(
+                "line {line}: caller {name:?} is listed twice (first at line {first}); give each caller one entry"
+            );
+        }
+        let digest_line = line_of(text, raw.token_sha256.span().start);
+        let digest = parse_digest(raw.token_sha256.get_ref())
+            .with_context(|| format!("line {digest_line}: token_sha256 of caller {name:?}"))?;
+        if let Some(other) = digests.insert(digest, name.clone()) {
+            bail!(
+                "line {digest_line}: callers {other:?} and {name:?} have the same token; give each caller its own token"
+            );
+        }
+        entries.push(Entry { name, digest });
+    }
+    Ok(entries.into())
 }
 
 impl fmt::Debug for BearerTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BearerTokens")
-            .field("callers", &self.callers().collect::<Vec<_>>())
+            .field("callers", &self.callers())
+            .field("path", &self.path)
             .finish_non_exhaustive()
     }
 }
@@ -235,7 +287,7 @@ mod tests {
     fn entry_round_trips_through_parse() {
         let text = file_with(&[("billing", TOKEN)]);
         let tokens = BearerTokens::parse(&text).expect("valid file");
-        assert_eq!(tokens.verify(TOKEN), Some("billing"));
+        assert_eq!(tokens.verify(TOKEN).as_deref(), Some("billing"));
         assert_eq!(
             tokens.verify("0123456789abcdef0123456789abcdef-other"),
             None

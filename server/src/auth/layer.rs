@@ -192,7 +192,7 @@ impl Authenticator {
             let token = bearer_token(header)?;
             let name = tokens.verify(token).ok_or(AuthError::UnknownToken)?;
             return Ok(Caller {
-                id: name.to_string(),
+                id: name,
                 method: AuthMethod::Bearer,
             });
         }

@@ -418,42 +418,6 @@ impl Policies {
         tracing::info!(path = %path.display(), callers, "policy reloaded");
         Ok(())
     }
-
-    /// Listens for SIGHUP at once, and returns a future that reloads the
-    /// policy file on every SIGHUP until `shutdown` turns true. Listening
-    /// before the future first runs means that no SIGHUP after this call
-    /// gets the default action, which ends the process. A failed reload is
-    /// logged and keeps the previous policy.
-    #[cfg(unix)]
-    pub fn reload_on_hangup(
-        self,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        use tokio::signal::unix::{SignalKind, signal};
-
-        let hangups = signal(SignalKind::hangup());
-        async move {
-            let mut hangups = match hangups {
-                Ok(hangups) => hangups,
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGHUP; the policy file is not reloaded until a restart");
-                    return;
-                }
-            };
-            loop {
-                tokio::select! {
-                    received = hangups.recv() => if received.is_none() { return },
-                    _ = shutdown.wait_for(|stop| *stop) => return,
-                }
-                if let Err(error) = self.reload() {
-                    tracing::error!(
-                        error = format!("{error:#}"),
-                        "policy reload failed; the previous policy stays in force"
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// Reads and parses a policy file.
