@@ -149,7 +149,17 @@ impl Rotator {
             phase: Phase::Generated,
             next_step_at: unix_millis(),
         };
-        self.store.start_rotation(&rotation).await?;
+        if let Err(error) = self.store.start_rotation(&rotation).await {
+            // Without its rotation row nothing refers to the new key.
+            if let Err(discard_error) = self.store.discard_pending_key(&pending.key_id).await {
+                tracing::warn!(
+                    %client_id,
+                    error = %discard_error,
+                    "deleting the new key of a rotation that failed to start failed; the next start deletes it"
+                );
+            }
+            return Err(error.into());
+        }
         tracing::info!(%client_id, new_kid = %pending.key.kid(), "key rotation started");
         crate::metrics::rotation(RotationEvent::Started);
         self.announce(client_id);

@@ -236,6 +236,60 @@ async fn missing_grant_scope_is_named() {
     env.stop().await;
 }
 
+/// A create that Okta rejects, here for a missing scope of the registrar's
+/// own credential, deletes the key generated for it: only an app could use
+/// it.
+#[tokio::test]
+async fn rejected_create_keeps_no_key() {
+    let mut app = RegistrarApp::default();
+    app.granted_scopes
+        .retain(|scope| scope != "okta.clients.register");
+    app.requested_scopes
+        .retain(|scope| scope != "okta.clients.register");
+    let data_dir = tempfile::tempdir().expect("temporary directory");
+    let env = TestEnv::start_with(Options {
+        registrar_app: Some(app),
+        data_dir: Some(data_dir.path().to_path_buf()),
+        ..Options::default()
+    })
+    .await;
+    let status = env
+        .client
+        .clone()
+        .create_service_app(CreateServiceAppRequest {
+            client_name: "Rejected Create".into(),
+            key_source: Some(KeySource::GenerateKey(GenerateKey::default())),
+            dpop_bound: false,
+        })
+        .await
+        .expect_err("create fails");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("okta.clients.register"),
+        "{}",
+        status.message()
+    );
+
+    let url = format!("sqlite://{}/registrar.db", data_dir.path().display());
+    let pool = sqlx::sqlite::SqlitePool::connect(&url)
+        .await
+        .expect("open the store");
+    let (keys,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM private_keys")
+        .fetch_one(&pool)
+        .await
+        .expect("count private keys");
+    assert_eq!(keys, 0, "the generated key is deleted");
+    let (failed,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM intents WHERE kind = 'create_app' AND state = 'failed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count intents");
+    assert_eq!(failed, 1, "the create's intent is failed");
+    pool.close().await;
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn app_admin_role_cannot_grant() {
     let env = start(RegistrarApp {

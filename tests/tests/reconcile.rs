@@ -2,7 +2,8 @@
 //! calls whose response was lost. A create that Okta committed is adopted,
 //! and a later RegisterService returns that app instead of creating a
 //! second one. A grant, revoke or delete that Okta applied is recorded, and
-//! one that Okta did not apply leaves its intent failed.
+//! one that Okta did not apply leaves its intent failed. The generated key
+//! of a create that Okta did not apply is deleted.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,8 +14,11 @@ use registrar_api::v1::{
     ListServiceAppsRequest, RegisterServiceRequest, RevokeScopesRequest, ScopeOutcome,
 };
 use registrar_server::auth::Caller;
+use registrar_server::keys::master::MasterKey;
 use registrar_server::okta::retry::DEFAULT_MAX_RETRIES;
-use registrar_server::store::{IntentKind, IntentState, Store, StoredIntent};
+use registrar_server::store::{
+    IntentKind, IntentState, KeyPurpose, SealedKey, Store, StoredIntent,
+};
 use registrar_tests::{Options, TestEnv, create_request};
 
 const SERVICE: &str = "lost-create-service";
@@ -610,6 +614,101 @@ async fn restart_records_lost_grant() {
         )]
     );
     assert_eq!(env.count_requests("POST", "/grants"), 1, "no second grant");
+    drop(store);
+    env.stop().await;
+}
+
+/// Returns the status of every private key in the SQLite store of
+/// `data_dir`, by key id.
+async fn private_key_statuses(data_dir: &Path) -> Vec<(String, String)> {
+    let url = format!("sqlite://{}/registrar.db", data_dir.display());
+    let pool = sqlx::sqlite::SqlitePool::connect(&url)
+        .await
+        .expect("open the store");
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT key_id, status FROM private_keys ORDER BY key_id")
+            .fetch_all(&pool)
+            .await
+            .expect("read private keys");
+    pool.close().await;
+    rows
+}
+
+/// Stores a pending private key the way a create does, sealed with
+/// `master_key`, and dates it `age_secs` back.
+async fn insert_pending_key(data_dir: &Path, master_key: &MasterKey, key_id: &str, age_secs: i64) {
+    let store = open_store(data_dir).await;
+    store
+        .insert_pending_key(&SealedKey {
+            key_id: key_id.into(),
+            purpose: KeyPurpose::Assertion,
+            kid: key_id.into(),
+            algorithm: "ES256".into(),
+            public_jwk: "{}".into(),
+            sealed: master_key.encrypt(b"a private key", key_id.as_bytes()),
+        })
+        .await
+        .expect("insert a pending key");
+    drop(store);
+    let url = format!("sqlite://{}/registrar.db", data_dir.display());
+    let pool = sqlx::sqlite::SqlitePool::connect(&url)
+        .await
+        .expect("open the store");
+    sqlx::query("UPDATE private_keys SET created_at = created_at - $1 WHERE key_id = $2")
+        .bind(age_secs)
+        .bind(key_id)
+        .execute(&pool)
+        .await
+        .expect("date the key back");
+    pool.close().await;
+}
+
+/// A create that never reached Okta keeps its generated key until the
+/// restart finds no such app. The restart then fails the intent and
+/// deletes the key. It also deletes a pending key that a crash left two
+/// hours ago, and keeps a recent one, which may belong to a call in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_discards_keys_of_unapplied_creates() {
+    let data_dir = tempfile::tempdir().expect("temporary directory");
+    let master_key = MasterKey::random();
+    let mut env = TestEnv::start_with(Options {
+        data_dir: Some(data_dir.path().to_path_buf()),
+        master_key: Some(master_key.clone()),
+        ..Options::default()
+    })
+    .await;
+    add_fault(
+        &env,
+        FaultEndpoint::CreateClient,
+        FaultKind::ResetBeforeCommit,
+        1000,
+    );
+    let failed = env
+        .client
+        .clone()
+        .register_service(register_request())
+        .await
+        .expect_err("every create attempt is reset");
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+    assert!(env.emulator.apps().is_empty());
+    let store = open_store(data_dir.path()).await;
+    let intent = only_pending_intent(&store, IntentKind::CreateApp).await;
+    let key_id = intent.intent.key_id.clone().expect("a generated key");
+    assert_eq!(
+        private_key_statuses(data_dir.path()).await,
+        vec![(key_id.clone(), "pending".to_string())],
+        "the key is kept while the create's outcome is unknown"
+    );
+    insert_pending_key(data_dir.path(), &master_key, "crash-leftover", 2 * 3600).await;
+    insert_pending_key(data_dir.path(), &master_key, "recent", 60).await;
+
+    restart_after_crash(&mut env).await;
+
+    assert_eq!(intent_state(&store, intent.id).await, IntentState::Failed);
+    assert_eq!(
+        private_key_statuses(data_dir.path()).await,
+        vec![("recent".to_string(), "pending".to_string())]
+    );
     drop(store);
     env.stop().await;
 }

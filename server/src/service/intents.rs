@@ -29,6 +29,12 @@ pub(super) const IN_FLIGHT_AGE_MILLIS: i64 = 300_000;
 /// How long done and failed intents are kept.
 const FINISHED_INTENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// The age after which a pending private key that nothing refers to is
+/// deleted at start. A create records its intent milliseconds after it
+/// stores its key, so an hour leaves a wide margin for a call in flight on
+/// another replica.
+const STALE_PENDING_KEY_AGE: Duration = Duration::from_secs(3600);
+
 /// The result of reconciling one pending intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -100,6 +106,22 @@ impl RegistrarService {
             );
         }
         Ok(())
+    }
+
+    /// Deletes the generated key of a create or change that Okta did not
+    /// apply. A failure is only logged, because the next start deletes
+    /// stale pending keys.
+    pub(super) async fn discard_key(&self, key_id: Option<&str>) {
+        let Some(key_id) = key_id else {
+            return;
+        };
+        if let Err(error) = self.store.discard_pending_key(key_id).await {
+            tracing::warn!(
+                key_id,
+                %error,
+                "deleting the pending key of a failed call failed; the next start deletes it"
+            );
+        }
     }
 
     /// Records an app that a create made: its store row with the owner of
@@ -205,6 +227,23 @@ impl RegistrarService {
         if let Err(error) = self.store.prune_intents(before).await {
             tracing::warn!(%error, "pruning finished intents failed");
         }
+        self.discard_stale_pending_keys().await;
+    }
+
+    /// Deletes the pending keys that a crash or a failed call left, once
+    /// they are older than [`STALE_PENDING_KEY_AGE`]. A key that a pending
+    /// intent or a rotation refers to is kept.
+    async fn discard_stale_pending_keys(&self) {
+        let age = i64::try_from(STALE_PENDING_KEY_AGE.as_secs()).unwrap_or(i64::MAX);
+        let before = crate::rotation::unix_millis() / 1000 - age;
+        match self.store.discard_stale_pending_keys(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(
+                deleted,
+                "deleted private keys that no app, pending call or rotation uses"
+            ),
+            Err(error) => tracing::warn!(%error, "deleting stale pending keys failed"),
+        }
     }
 
     async fn reconcile_logged(&self, stored: &StoredIntent) {
@@ -293,6 +332,7 @@ impl RegistrarService {
             self.store
                 .finish_intent(stored.id, IntentState::Failed, None)
                 .await?;
+            self.discard_key(intent.key_id.as_deref()).await;
             return Ok((Outcome::NotApplied, String::new()));
         };
         let apps = self.okta.list_apps_all(&intent.client_name).await?;
@@ -300,6 +340,7 @@ impl RegistrarService {
             self.store
                 .finish_intent(stored.id, IntentState::Failed, None)
                 .await?;
+            self.discard_key(intent.key_id.as_deref()).await;
             return Ok((Outcome::NotApplied, String::new()));
         };
         self.record_created(&app_message(app), intent).await?;

@@ -32,7 +32,7 @@ use tracing::instrument;
 
 use crate::error::ServiceError;
 use crate::jwk;
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, PendingKey};
 use crate::locks::{LockGuard, Locks};
 use crate::okta::model::{App, NewClient, RegisteredClient};
 use crate::okta::{OktaClient, OktaError};
@@ -41,6 +41,7 @@ use crate::rotation::Rotator;
 use crate::store::{AppRecord, Backend, Intent, IntentState, KeyPurpose, Store};
 use crate::tokens::Tokens;
 use crate::validate::{self, InvalidArgument};
+use intents::CallError;
 
 pub use intents::RECONCILIATION_TIME_LIMIT;
 
@@ -259,12 +260,18 @@ impl RegistrarService {
             self.store
                 .finish_intent(intent_id, IntentState::Failed, None)
                 .await?;
+            self.discard_key(key_id).await;
             return Err(error.into());
         }
         let app = match self.create_client_once(&body).await {
             Ok(app) => app,
             Err(error) => {
                 self.settle_failed_call(intent_id, &error).await?;
+                // A create that may have been applied keeps its key for
+                // the reconciliation.
+                if error.not_applied() {
+                    self.discard_key(key_id).await;
+                }
                 return Err(error);
             }
         };
@@ -301,6 +308,22 @@ impl RegistrarService {
             .keyring
             .generate_pending(KeyAlgorithm::Es256, KeyPurpose::Dpop)
             .await?;
+        let enabled = self.make_dpop_bound(client_id, &pending).await;
+        if enabled.is_err() {
+            // The DPoP key's public half is never sent to Okta, so the key
+            // is of no use unless it became the app's active key.
+            self.discard_key(Some(&pending.key_id)).await;
+        }
+        enabled
+    }
+
+    /// Turns on DPoP-bound tokens in Okta and makes `pending` the app's
+    /// DPoP key.
+    async fn make_dpop_bound(
+        &self,
+        client_id: &str,
+        pending: &PendingKey,
+    ) -> Result<(), ServiceError> {
         let mut app = self
             .okta
             .get_app_json(client_id)
@@ -323,7 +346,7 @@ impl RegistrarService {
         );
         self.okta.replace_app(client_id, &app).await?;
         self.keyring
-            .activate(&pending, client_id, KeyPurpose::Dpop)
+            .activate(pending, client_id, KeyPurpose::Dpop)
             .await?;
         self.store.set_dpop_bound(client_id, true).await?;
         tracing::info!(%client_id, "service app made DPoP-bound");

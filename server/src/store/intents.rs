@@ -290,6 +290,36 @@ impl Store {
             .await?;
         Ok(row.is_some_and(|row| row.get::<&str, _>("status") == "pending"))
     }
+
+    /// Deletes a private key that is still pending, such as the key of a
+    /// create that Okta did not apply. Returns whether a key was deleted.
+    pub async fn discard_pending_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        let result =
+            sqlx::query("DELETE FROM private_keys WHERE key_id = $1 AND status = 'pending'")
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Deletes the pending private keys stored before `before` (Unix
+    /// seconds) that no pending intent and no rotation refers to, and
+    /// returns how many it deleted. Such a key belongs to a call that
+    /// failed or never started, such as after a crash between storing the
+    /// key and recording the create's intent, so no app will ever use it.
+    pub async fn discard_stale_pending_keys(&self, before: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "DELETE FROM private_keys WHERE status = 'pending' AND created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM intents WHERE intents.key_id = private_keys.key_id \
+                             AND intents.state = 'pending') \
+             AND NOT EXISTS (SELECT 1 FROM rotations WHERE rotations.new_key_id = private_keys.key_id \
+                             OR rotations.old_key_id = private_keys.key_id)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
 }
 
 /// Returns the time in Unix milliseconds.
@@ -528,5 +558,102 @@ mod tests {
         assert!(store.is_key_pending("key-1").await.expect("read"));
         store.activate_key("key-1", "0oa1").await.expect("activate");
         assert!(!store.is_key_pending("key-1").await.expect("read"));
+    }
+
+    fn sealed_key(key_id: &str) -> SealedKey {
+        SealedKey {
+            key_id: key_id.into(),
+            purpose: KeyPurpose::Assertion,
+            kid: format!("kid-{key_id}"),
+            algorithm: "ES256".into(),
+            public_jwk: "{}".into(),
+            sealed: vec![1, 2, 3],
+        }
+    }
+
+    test_on_both_backends!(discard_pending_key_only);
+    async fn discard_pending_key_only(store: Store) {
+        for key_id in ["pending", "active"] {
+            store
+                .insert_pending_key(&sealed_key(key_id))
+                .await
+                .expect("insert");
+        }
+        store
+            .activate_key("active", "0oa1")
+            .await
+            .expect("activate");
+
+        assert!(store.discard_pending_key("pending").await.expect("discard"));
+        assert!(!store.is_key_pending("pending").await.expect("read"));
+        assert!(!store.discard_pending_key("pending").await.expect("discard"));
+        assert!(!store.discard_pending_key("active").await.expect("discard"));
+        assert!(
+            store
+                .active_key("0oa1", KeyPurpose::Assertion)
+                .await
+                .expect("read")
+                .is_some(),
+            "an active key is kept"
+        );
+    }
+
+    test_on_both_backends!(stale_pending_keys_discarded);
+    async fn stale_pending_keys_discarded(store: Store) {
+        for key_id in ["orphan", "in-flight", "failed", "rotating", "active"] {
+            store
+                .insert_pending_key(&sealed_key(key_id))
+                .await
+                .expect("insert");
+        }
+        store
+            .activate_key("active", "0oa1")
+            .await
+            .expect("activate");
+        let in_flight =
+            Intent::create_app("billing", "team", Some("in-flight"), "[]".into(), false);
+        store.record_intent(&in_flight).await.expect("record");
+        let failed = Intent::create_app("payroll", "team", Some("failed"), "[]".into(), false);
+        let failed_id = store.record_intent(&failed).await.expect("record");
+        store
+            .finish_intent(failed_id, IntentState::Failed, None)
+            .await
+            .expect("finish");
+        let rotation = crate::store::Rotation {
+            client_id: "0oa1".into(),
+            old_key_id: "active".into(),
+            new_key_id: "rotating".into(),
+            phase: crate::store::Phase::Generated,
+            next_step_at: 0,
+        };
+        store.start_rotation(&rotation).await.expect("rotation");
+
+        // Keys stored in this second or later are kept, however orphaned.
+        assert_eq!(
+            store.discard_stale_pending_keys(0).await.expect("discard"),
+            0
+        );
+        let later = unix_millis() / 1000 + 10;
+        assert_eq!(
+            store
+                .discard_stale_pending_keys(later)
+                .await
+                .expect("discard"),
+            2,
+            "the orphan and the key of the failed create"
+        );
+        assert!(!store.is_key_pending("orphan").await.expect("read"));
+        assert!(!store.is_key_pending("failed").await.expect("read"));
+        assert!(
+            store.is_key_pending("in-flight").await.expect("read"),
+            "the key of a pending create is kept"
+        );
+        let held = store
+            .held_keys("0oa1", KeyPurpose::Assertion)
+            .await
+            .expect("read");
+        let held: Vec<&str> = held.iter().map(|key| key.key_id.as_str()).collect();
+        assert!(held.contains(&"rotating"), "{held:?}");
+        assert!(held.contains(&"active"), "{held:?}");
     }
 }
