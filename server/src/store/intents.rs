@@ -172,6 +172,17 @@ pub struct StoredIntent {
     pub attempts: i64,
 }
 
+/// Expands to the SQL condition that no pending intent and no rotation
+/// refers to the `private_keys` row.
+macro_rules! unreferenced_key {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM intents WHERE intents.key_id = private_keys.key_id \
+                     AND intents.state = 'pending') \
+         AND NOT EXISTS (SELECT 1 FROM rotations WHERE rotations.new_key_id = private_keys.key_id \
+                         OR rotations.old_key_id = private_keys.key_id)"
+    };
+}
+
 /// Builds a literal query that selects every column of `intents`, with
 /// `$rest` (the `WHERE` and `ORDER BY` clauses) appended.
 macro_rules! select_intents {
@@ -292,13 +303,19 @@ impl Store {
     }
 
     /// Deletes a private key that is still pending, such as the key of a
-    /// create that Okta did not apply. Returns whether a key was deleted.
+    /// create that Okta did not apply, unless a pending intent or a
+    /// rotation refers to it. Returns whether a key was deleted.
+    ///
+    /// The check covers a write whose commit failed but took effect, such as
+    /// a rotation recorded just before the connection dropped.
     pub async fn discard_pending_key(&self, key_id: &str) -> Result<bool, StoreError> {
-        let result =
-            sqlx::query("DELETE FROM private_keys WHERE key_id = $1 AND status = 'pending'")
-                .bind(key_id)
-                .execute(&self.pool)
-                .await?;
+        let result = sqlx::query(concat!(
+            "DELETE FROM private_keys WHERE key_id = $1 AND status = 'pending' AND ",
+            unreferenced_key!()
+        ))
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -308,13 +325,10 @@ impl Store {
     /// failed or never started, such as after a crash between storing the
     /// key and recording the create's intent, so no app will ever use it.
     pub async fn discard_stale_pending_keys(&self, before: i64) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "DELETE FROM private_keys WHERE status = 'pending' AND created_at < $1 \
-             AND NOT EXISTS (SELECT 1 FROM intents WHERE intents.key_id = private_keys.key_id \
-                             AND intents.state = 'pending') \
-             AND NOT EXISTS (SELECT 1 FROM rotations WHERE rotations.new_key_id = private_keys.key_id \
-                             OR rotations.old_key_id = private_keys.key_id)",
-        )
+        let result = sqlx::query(concat!(
+            "DELETE FROM private_keys WHERE status = 'pending' AND created_at < $1 AND ",
+            unreferenced_key!()
+        ))
         .bind(before)
         .execute(&self.pool)
         .await?;
@@ -583,6 +597,21 @@ mod tests {
             .activate_key("active", "0oa1")
             .await
             .expect("activate");
+
+        let in_flight =
+            Intent::create_app("billing", "team", Some("in-flight"), "[]".into(), false);
+        store
+            .insert_pending_key(&sealed_key("in-flight"))
+            .await
+            .expect("insert");
+        store.record_intent(&in_flight).await.expect("record");
+        assert!(
+            !store
+                .discard_pending_key("in-flight")
+                .await
+                .expect("discard"),
+            "the key of a pending create is kept"
+        );
 
         assert!(store.discard_pending_key("pending").await.expect("discard"));
         assert!(!store.is_key_pending("pending").await.expect("read"));
