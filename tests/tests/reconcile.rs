@@ -712,3 +712,62 @@ async fn restart_discards_keys_of_unapplied_creates() {
     drop(store);
     env.stop().await;
 }
+
+/// A create whose first attempt may have been applied stays unknown, even
+/// when a later attempt fails for certain: that failure does not prove that
+/// the first one made no app. The intent stays pending and the generated
+/// key is kept for the reconciliation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certain_failure_after_lost_create_stays_unknown() {
+    let data_dir = tempfile::tempdir().expect("temporary directory");
+    let mut options = Options {
+        data_dir: Some(data_dir.path().to_path_buf()),
+        ..Options::default()
+    };
+    // One-second windows keep the waits after each 429 short.
+    options.emulator.rate_limits.window = Duration::from_secs(1);
+    let env = TestEnv::start_with(options).await;
+    // The slow lookup leaves time to arm the 429s before the create is
+    // posted again.
+    add_fault(
+        &env,
+        FaultEndpoint::ListApps,
+        FaultKind::Latency { millis: 500 },
+        1,
+    );
+    let reset = add_fault(
+        &env,
+        FaultEndpoint::CreateClient,
+        FaultKind::ResetBeforeCommit,
+        1,
+    );
+    let mut client = env.client.clone();
+    let call = tokio::spawn(async move { client.register_service(register_request()).await });
+    wait_for_fault(&env, reset).await;
+    add_fault(
+        &env,
+        FaultEndpoint::CreateClient,
+        FaultKind::RateLimitBurst,
+        1000,
+    );
+    let failed = call
+        .await
+        .expect("task")
+        .expect_err("every later attempt gets a 429");
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+    assert!(
+        env.count_requests("POST", "/oauth2/v1/clients") >= 2,
+        "the create was posted again"
+    );
+
+    let store = open_store(data_dir.path()).await;
+    let intent = only_pending_intent(&store, IntentKind::CreateApp).await;
+    let key_id = intent.intent.key_id.clone().expect("a generated key");
+    assert_eq!(
+        private_key_statuses(data_dir.path()).await,
+        vec![(key_id, "pending".to_string())],
+        "the key is kept while the create's outcome is unknown"
+    );
+    drop(store);
+    env.stop().await;
+}

@@ -18,17 +18,23 @@ impl RegistrarService {
     /// Registers a client once. When Okta may have created it although the
     /// call failed, finds the app by name and keys, and posts again only
     /// when no such app exists. The caller holds the name's lock.
+    ///
+    /// Once an attempt may have been applied, the error returned is one
+    /// that may have been applied too, even when a later attempt failed
+    /// for certain: that failure does not prove that the earlier attempt
+    /// made no app.
     pub(super) async fn create_client_once(
         &self,
         body: &NewClient,
     ) -> Result<ServiceApp, ServiceError> {
         let name = body.client_name.as_str();
         let mut retries = 0;
+        let mut uncertain: Option<OktaError> = None;
         loop {
             let error = match self.okta.create_client(body).await {
                 Ok(registered) => return Ok(registered_app(&registered)),
                 Err(error) if error.may_have_applied() => error,
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(earliest_uncertain(uncertain, error, name).into()),
             };
             tracing::warn!(client_name = %name, %error, "create client outcome unknown; looking the app up by name");
             // NOTE: Okta's app search may lag behind a create that just
@@ -47,7 +53,7 @@ impl RegistrarService {
                 }
             }
             retries += 1;
-            self.wait_before_repost(error, retries).await?;
+            uncertain = Some(self.wait_before_repost(error, retries).await?);
         }
     }
 
@@ -60,11 +66,12 @@ impl RegistrarService {
         scope_id: &str,
     ) -> Result<ScopeGrant, OktaError> {
         let mut retries = 0;
+        let mut uncertain: Option<OktaError> = None;
         loop {
             let error = match self.okta.create_grant(client_id, scope_id).await {
                 Ok(grant) => return Ok(grant),
                 Err(error) if error.may_have_applied() => error,
-                Err(error) => return Err(error),
+                Err(error) => return Err(earliest_uncertain(uncertain, error, scope_id)),
             };
             tracing::warn!(%client_id, %scope_id, %error, "grant outcome unknown; listing the app's grants");
             let org = self.okta.org().as_str();
@@ -81,14 +88,18 @@ impl RegistrarService {
                 }
             }
             retries += 1;
-            self.wait_before_repost(error, retries).await?;
+            uncertain = Some(self.wait_before_repost(error, retries).await?);
         }
     }
 
-    /// Waits the backoff before posting again, or returns the error when
-    /// the retry limit is reached or the wait would pass the call's
-    /// deadline.
-    async fn wait_before_repost(&self, error: OktaError, retries: u32) -> Result<(), OktaError> {
+    /// Waits the backoff before posting again and returns `error` for the
+    /// next attempt to keep, or returns it as the call's error when the
+    /// retry limit is reached or the wait would pass the call's deadline.
+    async fn wait_before_repost(
+        &self,
+        error: OktaError,
+        retries: u32,
+    ) -> Result<OktaError, OktaError> {
         let policy = self.okta.retry_policy();
         let wait = policy.backoff(retries);
         if retries > policy.max_retries || retry::passes_deadline(wait) {
@@ -100,7 +111,24 @@ impl RegistrarService {
             "posting again after a lookup found nothing"
         );
         tokio::time::sleep(wait).await;
-        Ok(())
+        Ok(error)
+    }
+}
+
+/// Returns the error of a post that failed for certain, or, when an earlier
+/// attempt's outcome is unknown, that earlier error, so that the call stays
+/// one whose outcome is unknown. `target` names the app or scope in the log.
+fn earliest_uncertain(uncertain: Option<OktaError>, error: OktaError, target: &str) -> OktaError {
+    match uncertain {
+        Some(earlier) => {
+            tracing::warn!(
+                %target,
+                %error,
+                "posting again failed; the outcome of the earlier attempt stays unknown"
+            );
+            earlier
+        }
+        None => error,
     }
 }
 
