@@ -663,10 +663,12 @@ async fn insert_pending_key(data_dir: &Path, master_key: &MasterKey, key_id: &st
     pool.close().await;
 }
 
-/// A create that never reached Okta keeps its generated key until the
-/// restart finds no such app. The restart then fails the intent and
-/// deletes the key. It also deletes a pending key that a crash left two
-/// hours ago, and keeps a recent one, which may belong to a call in flight.
+/// A create that never reached Okta keeps its generated key until a
+/// restart finds no such app. Okta's search may lag behind a create, so a
+/// restart within five minutes leaves the intent pending; a later one fails
+/// the intent and deletes the key. A restart also deletes a pending key
+/// that a crash left two hours ago, and keeps a recent one, which may belong
+/// to a call in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_discards_keys_of_unapplied_creates() {
     let data_dir = tempfile::tempdir().expect("temporary directory");
@@ -704,6 +706,19 @@ async fn restart_discards_keys_of_unapplied_creates() {
 
     restart_after_crash(&mut env).await;
 
+    assert_eq!(intent_state(&store, intent.id).await, IntentState::Pending);
+    assert_eq!(
+        private_key_statuses(data_dir.path()).await,
+        vec![
+            (key_id, "pending".to_string()),
+            ("recent".to_string(), "pending".to_string())
+        ],
+        "a young create keeps its key"
+    );
+
+    date_back_intent(data_dir.path(), intent.id, 10 * 60).await;
+    restart_after_crash(&mut env).await;
+
     assert_eq!(intent_state(&store, intent.id).await, IntentState::Failed);
     assert_eq!(
         private_key_statuses(data_dir.path()).await,
@@ -711,6 +726,21 @@ async fn restart_discards_keys_of_unapplied_creates() {
     );
     drop(store);
     env.stop().await;
+}
+
+/// Dates an intent `age_secs` back.
+async fn date_back_intent(data_dir: &Path, intent_id: i64, age_secs: i64) {
+    let url = format!("sqlite://{}/registrar.db", data_dir.display());
+    let pool = sqlx::sqlite::SqlitePool::connect(&url)
+        .await
+        .expect("open the store");
+    sqlx::query("UPDATE intents SET created_at = created_at - $1 WHERE id = $2")
+        .bind(age_secs * 1000)
+        .bind(intent_id)
+        .execute(&pool)
+        .await
+        .expect("date the intent back");
+    pool.close().await;
 }
 
 /// A create whose first attempt may have been applied stays unknown, even

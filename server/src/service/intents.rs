@@ -20,7 +20,9 @@ use crate::store::{AppRecord, Backend, Intent, IntentKind, IntentState, KeyRecor
 pub const RECONCILIATION_TIME_LIMIT: Duration = Duration::from_secs(60);
 
 /// The age below which a replica sharing PostgreSQL leaves a pending intent
-/// alone at start: longer than a call with its retries takes.
+/// alone at start: longer than a call with its retries takes. A create
+/// younger than this whose app Okta's search does not list stays pending,
+/// because the search may lag.
 const IN_FLIGHT_AGE: Duration = Duration::from_millis(IN_FLIGHT_AGE_MILLIS as u64);
 
 /// [`IN_FLIGHT_AGE`] in milliseconds.
@@ -337,6 +339,18 @@ impl RegistrarService {
         };
         let apps = self.okta.list_apps_all(&intent.client_name).await?;
         let Some(app) = apps.iter().find(|app| recover::is_created_by(app, &body)) else {
+            // Okta's app search may lag behind a create that just
+            // committed, so a young create that the search misses stays
+            // pending, and keeps its key, until it can be trusted.
+            let young_since = crate::rotation::unix_millis() - IN_FLIGHT_AGE_MILLIS;
+            if stored.created_at >= young_since {
+                tracing::info!(
+                    intent_id = stored.id,
+                    client_name = %intent.client_name,
+                    "Okta's app search does not list the app of a recent create yet; the intent stays pending"
+                );
+                return Ok((Outcome::Unknown, String::new()));
+            }
             self.store
                 .finish_intent(stored.id, IntentState::Failed, None)
                 .await?;
