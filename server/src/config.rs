@@ -454,6 +454,41 @@ pub fn default_database_url(data_dir: &Path) -> anyhow::Result<DatabaseUrl> {
     Ok(format!("sqlite://{path}").into())
 }
 
+/// The largest policy or bearer token file that the server reads. Both
+/// hold a few lines per caller, so 1 MiB leaves room for thousands.
+pub const MAX_SETTINGS_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a settings file that `option` names, such as the policy file. It
+/// must be a regular file of at most [`MAX_SETTINGS_FILE_BYTES`], so that a
+/// path replaced by a FIFO or a device cannot block or exhaust the server
+/// on a reload. Errors name the option and the path, never the contents.
+pub fn read_settings_file(option: &str, path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+
+    let cannot_read = || format!("{option}: cannot read {}", path.display());
+    let metadata = std::fs::metadata(path).with_context(cannot_read)?;
+    if !metadata.is_file() {
+        bail!(
+            "{option}: {} is not a regular file; point the option at the file itself",
+            path.display()
+        );
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(MAX_SETTINGS_FILE_BYTES + 1)
+                .read_to_string(&mut text)
+        })
+        .with_context(cannot_read)?;
+    if text.len() as u64 > MAX_SETTINGS_FILE_BYTES {
+        bail!(
+            "{option}: {} is larger than {MAX_SETTINGS_FILE_BYTES} bytes; check that the option names the right file",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -530,6 +565,45 @@ mod tests {
         assert_eq!(
             sqlite.to_string(),
             "sqlite:///var/lib/registrar/registrar.db"
+        );
+    }
+
+    #[test]
+    fn settings_file_must_be_small_and_regular() {
+        use super::{MAX_SETTINGS_FILE_BYTES, read_settings_file};
+
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = dir.path().join("policy.toml");
+        std::fs::write(&file, "[[caller]]\n").expect("write");
+        assert_eq!(
+            read_settings_file("--policy-file", &file).expect("regular file"),
+            "[[caller]]\n"
+        );
+
+        let error = read_settings_file("--policy-file", dir.path()).expect_err("a directory");
+        let message = format!("{error:#}");
+        assert!(message.contains("not a regular file"), "{message}");
+        assert!(message.contains("--policy-file"), "{message}");
+
+        #[cfg(unix)]
+        {
+            let error =
+                read_settings_file("--bearer-tokens-file", std::path::Path::new("/dev/zero"))
+                    .expect_err("a device");
+            assert!(
+                format!("{error:#}").contains("not a regular file"),
+                "{error:#}"
+            );
+        }
+
+        let size = usize::try_from(MAX_SETTINGS_FILE_BYTES).expect("fits") + 1;
+        std::fs::write(&file, "#".repeat(size)).expect("write");
+        let error = read_settings_file("--policy-file", &file).expect_err("too large");
+        let message = format!("{error:#}");
+        assert!(message.contains("larger than"), "{message}");
+        assert!(
+            !message.contains("###"),
+            "the contents are not quoted: {message}"
         );
     }
 }

@@ -40,7 +40,15 @@ pub fn reload_on_hangup(
                 received = hangups.recv() => if received.is_none() { return },
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            reload(&policies, bearer_tokens.as_ref());
+            // A file on a stalled network mount blocks its read, which
+            // must not hold up a runtime thread that serves requests.
+            let (policies, bearer_tokens) = (policies.clone(), bearer_tokens.clone());
+            let reloaded =
+                tokio::task::spawn_blocking(move || reload(&policies, bearer_tokens.as_ref()))
+                    .await;
+            if let Err(error) = reloaded {
+                tracing::error!(%error, "the reload task failed; the previous files stay in force");
+            }
         }
     }
 }

@@ -131,8 +131,7 @@ impl BearerTokens {
 /// Reads and parses a bearer token file. The error names the option, the
 /// file and the line.
 fn read(path: &Path) -> anyhow::Result<Arc<[Entry]>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--bearer-tokens-file: cannot read {}", path.display()))?;
+    let text = crate::config::read_settings_file("--bearer-tokens-file", path)?;
     parse_entries(&text).with_context(|| format!("--bearer-tokens-file {}", path.display()))
 }
 
@@ -155,22 +154,24 @@ fn parse_entries(text: &str) -> anyhow::Result<Arc<[Entry]>> {
 
     let mut entries = Vec::with_capacity(file.caller.len());
     let mut names: HashMap<String, usize> = HashMap::new();
-    let mut digests: HashMap<[u8; 32], String> = HashMap::new();
+    let mut digests: HashMap<[u8; 32], usize> = HashMap::new();
     for raw in file.caller {
         let line = line_of(text, raw.name.span().start);
         let name = raw.name.into_inner();
         validate_name(&name).with_context(|| format!("line {line}: name"))?;
+        // Messages name lines, not values, because a token pasted into the
+        // wrong field must not reach the log.
         if let Some(first) = names.insert(name.clone(), line) {
             bail!(
-                "line {line}: caller {name:?} is listed twice (first at line {first}); give each caller one entry"
+                "line {line}: the caller of line {first} has the same name; give each caller one entry"
             );
         }
         let digest_line = line_of(text, raw.token_sha256.span().start);
         let digest = parse_digest(raw.token_sha256.get_ref())
-            .with_context(|| format!("line {digest_line}: token_sha256 of caller {name:?}"))?;
-        if let Some(other) = digests.insert(digest, name.clone()) {
+            .with_context(|| format!("line {digest_line}: token_sha256"))?;
+        if let Some(other) = digests.insert(digest, digest_line) {
             bail!(
-                "line {digest_line}: callers {other:?} and {name:?} have the same token; give each caller its own token"
+                "line {digest_line}: the caller of line {other} has the same token; give each caller its own token"
             );
         }
         entries.push(Entry { name, digest });
@@ -233,7 +234,9 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
         .chars()
         .find(|ch| !(ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-')))
     {
-        bail!("{name:?} contains {ch:?}; use only ASCII letters, digits, '.', '_' and '-'");
+        // The name is not quoted, because it may be a token pasted into the
+        // wrong field.
+        bail!("contains {ch:?}; use only ASCII letters, digits, '.', '_' and '-'");
     }
     Ok(())
 }
@@ -333,26 +336,46 @@ mod tests {
             ),
             (
                 "[[caller]]\nname = \"a\"\ntoken_sha256 = \"not-hex\"\n".to_string(),
-                "line 3: token_sha256 of caller \"a\"",
+                "line 3: token_sha256",
             ),
             (
                 format!(
                     "[[caller]]\nname = \"a\"\ntoken_sha256 = \"{digest}\"\n[[caller]]\nname = \"a\"\ntoken_sha256 = \"{}\"\n",
                     "b".repeat(64)
                 ),
-                "line 5: caller \"a\" is listed twice",
+                "line 5: the caller of line 2 has the same name",
             ),
             (
                 format!(
                     "[[caller]]\nname = \"a\"\ntoken_sha256 = \"{digest}\"\n[[caller]]\nname = \"b\"\ntoken_sha256 = \"{digest}\"\n"
                 ),
-                "have the same token",
+                "line 6: the caller of line 3 has the same token",
             ),
         ];
         for (text, expected) in cases {
             let error = BearerTokens::parse(&text).expect_err(&text);
             let message = format!("{error:#}");
             assert!(message.contains(expected), "{text:?}: {message}");
+        }
+    }
+
+    /// A token pasted into `name`, or the fields swapped, is not quoted
+    /// either.
+    #[test]
+    fn pasted_name_is_not_echoed() {
+        let digest = "c".repeat(64);
+        let swapped = format!("[[caller]]\nname = \"{digest}\"\ntoken_sha256 = \"billing\"\n");
+        let in_name = format!("[[caller]]\nname = \"q8v+{TOKEN}\"\ntoken_sha256 = \"{digest}\"\n");
+        let twice = format!(
+            "[[caller]]\nname = \"{TOKEN}\"\ntoken_sha256 = \"{digest}\"\n\
+             [[caller]]\nname = \"{TOKEN}\"\ntoken_sha256 = \"{}\"\n",
+            "d".repeat(64)
+        );
+        for text in [swapped, in_name, twice] {
+            let message = format!("{:#}", BearerTokens::parse(&text).expect_err(&text));
+            assert!(!message.contains(TOKEN), "{message}");
+            assert!(!message.contains(&digest), "{message}");
+            assert!(message.contains("line "), "{message}");
         }
     }
 

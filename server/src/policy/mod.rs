@@ -422,8 +422,7 @@ impl Policies {
 
 /// Reads and parses a policy file.
 fn read(path: &Path) -> anyhow::Result<Policy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--policy-file: cannot read {}", path.display()))?;
+    let text = crate::config::read_settings_file("--policy-file", path)?;
     Policy::parse(&text).with_context(|| format!("--policy-file {}", path.display()))
 }
 
