@@ -524,7 +524,8 @@ async fn wait_closed(mut child: tokio::process::Child) -> (i32, String) {
 
 /// `registrar apps | head -1` and `registrar watch | head -3`: a reader that
 /// closes the pipe ends the command with exit code 0 and nothing on
-/// standard error, where `println!` would panic.
+/// standard error, where `println!` would panic. A failure keeps its exit
+/// code.
 #[tokio::test]
 async fn closed_output_ends_quietly() {
     let registrar = start_registrar().await;
@@ -542,6 +543,39 @@ async fn closed_output_ends_quietly() {
     drop(child.stdout.take());
     let (code, stderr) = wait_closed(child).await;
     assert_eq!((code, stderr.as_str()), (0, ""), "apps with a closed pipe");
+
+    // A failure still sets the exit code when nobody reads the results.
+    let mut granting = command(&[
+        "grant",
+        &client_id,
+        "okta.users.read",
+        "okta.nosuchthing.read",
+        "--server",
+        server,
+    ]);
+    let mut child = granting
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("grant starts");
+    drop(child.stdout.take());
+    let (code, stderr) = wait_closed(child).await;
+    assert_eq!(code, 6, "grant with a closed pipe: {stderr}");
+    assert!(stderr.contains("1 of 2 scopes failed"), "{stderr}");
+
+    // A closed standard error does not turn an error into a panic.
+    let mut unreachable = command(&["apps", "--server", "http://127.0.0.1:1"]);
+    let mut child = unreachable
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("apps starts");
+    drop(child.stderr.take());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("apps ends within 30 s")
+        .expect("wait");
+    assert_eq!(status.code(), Some(3), "apps with a closed standard error");
 
     let mut watching = command(&["watch", &client_id, "--json", "--server", server]);
     let mut child = watching

@@ -52,7 +52,7 @@ pub async fn run(args: KeygenArgs) -> Result<(), CliError> {
 
     let jwks = json!({ "keys": [crate::jwk::to_okta_json(key.public_jwk())] });
     super::output::print_json(&jwks)?;
-    eprintln!(
+    errln!(
         "wrote the {} private key with kid {} to {} (mode 0600)",
         key.algorithm().as_str(),
         key.kid(),

@@ -40,6 +40,14 @@ macro_rules! outln {
     };
 }
 
+/// Writes a line to standard error like `eprintln!`, but ignores a closed
+/// or failing standard error instead of panicking.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod apps;
 pub mod connect;
 pub mod error;
@@ -134,7 +142,7 @@ pub async fn run(command: OperatorCommand) -> ExitCode {
         // `registrar apps | head -1`: the reader has all it wanted.
         Ok(()) | Err(error::CliError::OutputClosed) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("registrar: {error}");
+            errln!("registrar: {error}");
             error.exit_code()
         }
     }

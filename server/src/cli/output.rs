@@ -29,6 +29,22 @@ pub fn write(text: fmt::Arguments<'_>) -> Result<(), CliError> {
         })
 }
 
+/// Writes to standard error. Errors are ignored: a message that cannot be
+/// shown must not turn into a panic or hide the exit code.
+pub fn write_err(text: fmt::Arguments<'_>) {
+    let mut stderr = io::stderr().lock();
+    let _ = stderr.write_fmt(text).and_then(|()| stderr.flush());
+}
+
+/// Treats a closed standard output as success, for output that precedes a
+/// failure whose exit code must not be lost.
+pub fn unless_closed(printed: Result<(), CliError>) -> Result<(), CliError> {
+    match printed {
+        Err(CliError::OutputClosed) => Ok(()),
+        other => other,
+    }
+}
+
 /// Prints one JSON document, indented.
 pub fn print_json(value: &Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)

@@ -58,7 +58,7 @@ pub async fn run(args: ScopesArgs, change: Change) -> Result<(), CliError> {
     for (index, batch) in batches.iter().enumerate() {
         if batches.len() > 1 {
             let first = index * SCOPES_PER_CALL + 1;
-            eprintln!(
+            errln!(
                 "{} scopes {first}-{} of {}",
                 verb(change),
                 first + batch.len() - 1,
@@ -70,13 +70,14 @@ pub async fn run(args: ScopesArgs, change: Change) -> Result<(), CliError> {
             Err(error) if results.is_empty() => return Err(error),
             Err(error) => {
                 // Earlier batches took effect: show them before failing.
-                print_results(&args.client_id, &results, args.common.json)?;
+                // A closed standard output must not hide the failure.
+                output::unless_closed(print_results(&args.client_id, &results, args.common.json))?;
                 return Err(error);
             }
         }
     }
 
-    print_results(&args.client_id, &results, args.common.json)?;
+    let printed = print_results(&args.client_id, &results, args.common.json);
     let failed = results
         .iter()
         .filter(|result| result.outcome == ScopeOutcome::Failed as i32)
@@ -87,7 +88,7 @@ pub async fn run(args: ScopesArgs, change: Change) -> Result<(), CliError> {
             results.len()
         )));
     }
-    Ok(())
+    printed
 }
 
 async fn send(

@@ -72,7 +72,7 @@ pub async fn run(args: TokenArgs) -> Result<(), CliError> {
     outln!("{}", token.access_token)?;
     // People at a terminal see the details, and scripts get the token alone.
     if std::io::stderr().is_terminal() {
-        eprintln!(
+        errln!(
             "{} token for {}, expires {}{}",
             token.token_type,
             token.scopes.join(" "),

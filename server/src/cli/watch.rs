@@ -258,7 +258,7 @@ async fn follow(
         };
 
         let delay = jittered(backoff);
-        eprintln!("{broken}; reconnecting in {:.1} s", delay.as_secs_f64());
+        errln!("{broken}; reconnecting in {:.1} s", delay.as_secs_f64());
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = &mut interrupted => return Ok(Ending::Interrupted),
