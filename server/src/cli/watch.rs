@@ -207,6 +207,10 @@ async fn follow(
 ) -> Result<Ending, CliError> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // A reader that goes away between changes, as `head` does, ends the
+    // command now rather than at the next change, which may be days away.
+    let closed = output_closed();
+    tokio::pin!(closed);
     let mut last_revision = 0;
     let mut backoff = FIRST_BACKOFF;
     let mut opened_once = false;
@@ -218,6 +222,7 @@ async fn follow(
         let opened = tokio::select! {
             opened = client.raw().watch_rotations(request) => opened,
             _ = &mut interrupted => return Ok(Ending::Interrupted),
+            () = &mut closed => return Err(CliError::OutputClosed),
         };
         let broken = match opened {
             Ok(response) => {
@@ -227,6 +232,7 @@ async fn follow(
                     let message = tokio::select! {
                         message = stream.message() => message,
                         _ = &mut interrupted => return Ok(Ending::Interrupted),
+                        () = &mut closed => return Err(CliError::OutputClosed),
                     };
                     match message {
                         Ok(Some(message)) => {
@@ -262,9 +268,47 @@ async fn follow(
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = &mut interrupted => return Ok(Ending::Interrupted),
+            () = &mut closed => return Err(CliError::OutputClosed),
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// How often `watch` checks whether the reader of its output has gone.
+const OUTPUT_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Resolves when standard output is a pipe or socket whose reader has gone
+/// away. Never resolves for a terminal or a regular file, whose reader
+/// cannot go away.
+async fn output_closed() {
+    loop {
+        tokio::time::sleep(OUTPUT_CHECK_INTERVAL).await;
+        if reader_gone() {
+            return;
+        }
+    }
+}
+
+/// Returns whether poll(2) reports an error or hang-up on standard output,
+/// which is how the kernel signals that a pipe's or socket's reader closed
+/// it. Both flags are reported without being asked for.
+#[cfg(unix)]
+fn reader_gone() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&now)), Ok(ready) if ready > 0)
+        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+}
+
+#[cfg(not(unix))]
+fn reader_gone() -> bool {
+    false
 }
 
 /// Returns whether reopening the stream may help after this status.
