@@ -108,6 +108,12 @@ pub enum ServiceError {
     /// The caller's policy does not allow the request.
     #[error(transparent)]
     Denied(#[from] crate::policy::Denied),
+    /// A reload of the bearer token file removed the caller of an open
+    /// stream.
+    #[error(
+        "caller {0:?} is no longer in the bearer token file, so its stream ends; ask the registrar's operator for a token"
+    )]
+    CallerRemoved(String),
     /// A stored key could not be used, or a new one not made.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),
@@ -150,6 +156,7 @@ impl From<ServiceError> for Status {
             | ServiceError::RotationRunning { .. }
             | ServiceError::KeyNotRetirable { .. } => Code::FailedPrecondition,
             ServiceError::KeyDeliveryOff | ServiceError::Denied(_) => Code::PermissionDenied,
+            ServiceError::CallerRemoved(_) => Code::Unauthenticated,
             ServiceError::TokenRejected { error, .. } => match error.as_str() {
                 "invalid_scope" => Code::InvalidArgument,
                 "use_dpop_nonce" => Code::Unavailable,

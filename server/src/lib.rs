@@ -111,7 +111,8 @@ pub async fn run(
         stop_rx.clone(),
     )
     .with_key_delivery(config.deliver_private_keys)
-    .with_policies(config.policies.clone());
+    .with_policies(config.policies.clone())
+    .with_bearer_tokens(config.auth.bearer_tokens.clone());
     // Settle the Okta calls whose outcome a crash or a lost response hid,
     // before any request or rotation acts on the same apps.
     service

@@ -79,4 +79,6 @@ fn reload(policies: &Policies, bearer_tokens: Option<&BearerTokens>) {
             "bearer token file reload failed; the previous callers and tokens stay in force"
         );
     }
+    // Open streams check their callers again against both files.
+    policies.announce_reload();
 }

@@ -507,9 +507,9 @@ async fn watch_streams_changes_until_interrupted() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// Waits for a command whose standard output the test closed, and returns
-/// its exit code and standard error.
-async fn wait_closed(mut child: tokio::process::Child) -> (i32, String) {
+/// Waits up to 30 s for a command to exit, and returns its exit code and
+/// standard error.
+async fn wait_for_exit(mut child: tokio::process::Child) -> (i32, String) {
     let mut stderr = child.stderr.take().expect("stderr");
     let ended = async {
         let mut text = String::new();
@@ -521,7 +521,7 @@ async fn wait_closed(mut child: tokio::process::Child) -> (i32, String) {
     };
     tokio::time::timeout(Duration::from_secs(30), ended)
         .await
-        .expect("the command ends within 30 s of its reader closing")
+        .expect("the command ends within 30 s")
 }
 
 /// `registrar apps | head -1` and `registrar watch | head -3`: a reader that
@@ -543,10 +543,10 @@ async fn closed_output_ends_quietly() {
         .spawn()
         .expect("apps starts");
     drop(child.stdout.take());
-    let (code, stderr) = wait_closed(child).await;
+    let (code, stderr) = wait_for_exit(child).await;
     assert_eq!((code, stderr.as_str()), (0, ""), "apps with a closed pipe");
 
-    // A failure still sets the exit code when nobody reads the results.
+    // A failure still sets the exit code when the results go unread.
     let mut granting = command(&[
         "grant",
         &client_id,
@@ -561,7 +561,7 @@ async fn closed_output_ends_quietly() {
         .spawn()
         .expect("grant starts");
     drop(child.stdout.take());
-    let (code, stderr) = wait_closed(child).await;
+    let (code, stderr) = wait_for_exit(child).await;
     assert_eq!(code, 6, "grant with a closed pipe: {stderr}");
     assert!(stderr.contains("1 of 2 scopes failed"), "{stderr}");
 
@@ -590,7 +590,7 @@ async fn closed_output_ends_quietly() {
     // Nothing changes after this, so the watch has nothing more to write:
     // it must notice the closed pipe without a write.
     drop(lines);
-    let (code, stderr) = wait_closed(child).await;
+    let (code, stderr) = wait_for_exit(child).await;
     assert_eq!((code, stderr.as_str()), (0, ""), "watch with a closed pipe");
 }
 
@@ -877,7 +877,8 @@ async fn log_line(log: &mut tokio::sync::mpsc::UnboundedReceiver<String>, text: 
 
 /// An operator adds a caller to the bearer token file and the policy file,
 /// and one SIGHUP lets it in without a restart. A broken token file is
-/// logged without its contents and changes nothing.
+/// logged without its contents and changes nothing. Removing the caller
+/// ends its open watch stream.
 #[tokio::test]
 async fn sighup_reloads_bearer_tokens() {
     const OPERATOR: &str = "cli-operator-token-0123456789abcdef0123456789";
@@ -913,7 +914,9 @@ async fn sighup_reloads_bearer_tokens() {
         .expect("write token file");
     std::fs::write(
         dir.path().join("policy.toml"),
-        format!("{OPERATOR_POLICY}[[caller]]\nid = \"auditor\"\noperations = [\"read\"]\n"),
+        format!(
+            "{OPERATOR_POLICY}[[caller]]\nid = \"auditor\"\noperations = [\"read\", \"watch\"]\nadmin = true\n"
+        ),
     )
     .expect("write policy file");
     hang_up(&child).await;
@@ -946,6 +949,46 @@ async fn sighup_reloads_bearer_tokens() {
             still_allowed.stderr
         );
     }
+
+    // Removing a caller from the token file ends its open streams.
+    let created = cli_ok(
+        &server,
+        &[
+            "create",
+            "watched",
+            "--generate-key",
+            "--json",
+            "--token-file",
+            operator_token,
+        ],
+    )
+    .await
+    .json();
+    let client_id = created["client_id"].as_str().expect("client_id");
+    let mut watching = command(&[
+        "watch",
+        client_id,
+        "--json",
+        "--server",
+        &server,
+        "--token-file",
+        auditor_token,
+    ]);
+    let mut watcher = watching
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch starts");
+    let mut lines = BufReader::new(watcher.stdout.take().expect("stdout")).lines();
+    next_line(&mut lines).await;
+    std::fs::write(&tokens_file, &operator_entry).expect("write token file");
+    hang_up(&child).await;
+    let (code, stderr) = wait_for_exit(watcher).await;
+    assert_eq!(code, 4, "the removed caller's watch is rejected: {stderr}");
+    assert!(
+        stderr.contains("no longer in the bearer token file"),
+        "{stderr}"
+    );
 }
 
 /// Writes a CA, a server certificate for 127.0.0.1 and a client

@@ -423,6 +423,66 @@ async fn key_delivery_follows_policy() {
     policy_env.env.stop().await;
 }
 
+/// A reload that takes a right away ends the open streams that relied on
+/// it, with PERMISSION_DENIED, and leaves the other streams open.
+#[tokio::test]
+async fn reload_ends_streams_of_revoked_rights() {
+    let policy_env = start(POLICY, true).await;
+    let mut client = policy_env.client();
+    let reports_app = policy_env
+        .create_generated(REPORTS, "reports-revoked")
+        .await;
+    let mut with_keys = client
+        .watch_rotations(as_caller(
+            REPORTS,
+            WatchRotationsRequest {
+                client_ids: vec![reports_app],
+                include_private_keys: true,
+            },
+        ))
+        .await
+        .expect("reports may receive keys")
+        .into_inner();
+    with_keys.message().await.expect("message").expect("first");
+    let billing_app = policy_env.create_generated(BILLING, "billing-kept").await;
+    let mut plain = client
+        .watch_rotations(as_caller(
+            BILLING,
+            WatchRotationsRequest {
+                client_ids: vec![billing_app.clone()],
+                include_private_keys: false,
+            },
+        ))
+        .await
+        .expect("billing may watch")
+        .into_inner();
+    let first = plain.message().await.expect("message").expect("first");
+
+    std::fs::write(
+        &policy_env.policy_path,
+        POLICY.replace("deliver_private_keys = true\n", ""),
+    )
+    .expect("write policy");
+    policy_env.policies.reload().expect("valid policy");
+
+    let ended = tokio::time::timeout(Duration::from_secs(10), with_keys.message())
+        .await
+        .expect("the stream ends within 10 s");
+    assert_denied(ended, "deliver_private_keys");
+
+    client
+        .rotate_key(as_caller(BILLING, rotate(&billing_app)))
+        .await
+        .expect("billing may rotate");
+    let next = tokio::time::timeout(Duration::from_secs(10), plain.message())
+        .await
+        .expect("a message within 10 s")
+        .expect("the stream stays open")
+        .expect("a message");
+    assert!(next.revision > first.revision, "{next:?}");
+    policy_env.env.stop().await;
+}
+
 #[tokio::test]
 async fn key_delivery_needs_server_switch() {
     let policy_env = start(POLICY, false).await;

@@ -371,6 +371,9 @@ pub enum Denied {
 pub struct Policies {
     current: Arc<RwLock<Arc<Policy>>>,
     path: Option<PathBuf>,
+    /// Counts reloads of the policy or of the files that identify callers,
+    /// so that open streams check their caller again.
+    reloads: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Policies {
@@ -380,6 +383,7 @@ impl Policies {
         Self {
             current: Arc::new(RwLock::new(Arc::new(Policy::allow_all()))),
             path: None,
+            reloads: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 
@@ -390,6 +394,7 @@ impl Policies {
         Ok(Self {
             current: Arc::new(RwLock::new(Arc::new(policy))),
             path: Some(path.to_path_buf()),
+            reloads: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -416,7 +421,20 @@ impl Policies {
         let callers = policy.callers.len();
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
         tracing::info!(path = %path.display(), callers, "policy reloaded");
+        self.announce_reload();
         Ok(())
+    }
+
+    /// Returns a receiver that gets a new value after every reload, for
+    /// streams that check their caller's rights again.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Wakes every subscriber, after the policy or the files that identify
+    /// callers were reloaded.
+    pub fn announce_reload(&self) {
+        self.reloads.send_modify(|count| *count += 1);
     }
 }
 

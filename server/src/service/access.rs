@@ -12,6 +12,7 @@ use tonic::{Request, Status};
 
 use super::RegistrarService;
 use super::audit::{AuditDraft, caller_id};
+use crate::auth::{AuthMethod, Caller};
 use crate::error::ServiceError;
 use crate::policy::{Access, Operation};
 use crate::store::KeyPurpose;
@@ -66,19 +67,58 @@ impl RegistrarService {
         &self,
         request: &Request<WatchRotationsRequest>,
     ) -> Result<(), ServiceError> {
-        let access = self.authorize(request, Operation::Watch)?;
         let watch = request.get_ref();
-        if watch.include_private_keys {
+        self.check_watch(
+            &caller_id(request),
+            &watch.client_ids,
+            watch.include_private_keys,
+        )
+        .await
+    }
+
+    /// Checks that `caller_id` may watch these apps, with their private
+    /// keys when `with_keys` is set, under the policy in force.
+    pub(super) async fn check_watch(
+        &self,
+        caller_id: &str,
+        client_ids: &[String],
+        with_keys: bool,
+    ) -> Result<(), ServiceError> {
+        let access = self
+            .policies
+            .current()
+            .authorize(caller_id, Operation::Watch)
+            .inspect_err(|_| crate::metrics::policy_denied(Operation::Watch))?;
+        if with_keys {
             if !self.deliver_private_keys {
                 return Err(ServiceError::KeyDeliveryOff);
             }
             access.check_key_delivery()?;
         }
         // Validating the list first bounds the store lookups below.
-        for client_id in super::keys::watched_ids(&watch.client_ids)? {
+        for client_id in super::keys::watched_ids(client_ids)? {
             self.check_manages(&access, &client_id).await?;
         }
         Ok(())
+    }
+
+    /// Checks an open stream's caller again after a reload: a bearer
+    /// caller's name must still be in the token file, and the policy must
+    /// still let it watch the apps.
+    pub(super) async fn recheck_watch(
+        &self,
+        caller: Option<&Caller>,
+        client_ids: &[String],
+        with_keys: bool,
+    ) -> Result<(), ServiceError> {
+        let caller_id = caller.map_or(Caller::UNAUTHENTICATED_ID, |caller| caller.id.as_str());
+        if let (Some(caller), Some(tokens)) = (caller, &self.bearer_tokens)
+            && caller.method == AuthMethod::Bearer
+            && !tokens.callers().contains(&caller.id)
+        {
+            return Err(ServiceError::CallerRemoved(caller.id.clone()));
+        }
+        self.check_watch(caller_id, client_ids, with_keys).await
     }
 
     pub(super) async fn create_rpc(

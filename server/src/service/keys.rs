@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use registrar_api::prost_types::Timestamp;
 use registrar_api::v1::{
@@ -16,6 +17,7 @@ use tonic::Status;
 
 use super::RegistrarService;
 use super::key_states::AppSlot;
+use crate::auth::Caller;
 use crate::error::ServiceError;
 use crate::jwk;
 use crate::store::{KeyPurpose, Phase};
@@ -188,8 +190,13 @@ impl RegistrarService {
     pub(super) async fn watch(
         &self,
         request: WatchRotationsRequest,
+        caller: Option<Caller>,
     ) -> Result<WatchStream, ServiceError> {
         let client_ids = watched_ids(&request.client_ids)?;
+        // A reload that takes away the caller's rights ends the stream.
+        let mut reloads = self.policies.subscribe();
+        reloads.borrow_and_update();
+        let requested_ids = request.client_ids.clone();
         let with_keys = request.include_private_keys;
         if with_keys && !self.deliver_private_keys {
             return Err(ServiceError::KeyDeliveryOff);
@@ -248,10 +255,34 @@ impl RegistrarService {
                         return;
                     }
                 }
-                tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { return },
-                    _ = shutdown.wait_for(|stop| *stop) => return,
-                    () = sender.closed() => return,
+                // Wait for a change of the key states. A reload only checks
+                // the caller's rights again, and without a change the wait
+                // goes on.
+                loop {
+                    let reloaded = tokio::select! {
+                        changed = changes.changed() => if changed.is_err() { return } else { false },
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                        () = sender.closed() => return,
+                        reloaded = reloads.changed() => if reloaded.is_err() { return } else { true },
+                    };
+                    if !reloaded {
+                        break;
+                    }
+                    let rechecked = service
+                        .recheck_watch(caller.as_ref(), &requested_ids, with_keys)
+                        .await;
+                    if let Err(error) = rechecked {
+                        tracing::info!(
+                            caller = caller.as_ref().map_or("", |caller| caller.id.as_str()),
+                            %error,
+                            "ending a watch stream whose caller lost its rights in a reload"
+                        );
+                        // A reader that does not take the error within a
+                        // second gets the end of the stream without it.
+                        let ending = sender.send(Err(Status::from(error)));
+                        let _ = tokio::time::timeout(Duration::from_secs(1), ending).await;
+                        return;
+                    }
                 }
             }
         });

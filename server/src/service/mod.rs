@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use crate::auth::{BearerTokens, Caller};
 use crate::error::ServiceError;
 use crate::jwk;
 use crate::keyring::{Keyring, PendingKey};
@@ -64,6 +65,9 @@ pub struct RegistrarService {
     shutdown: tokio::sync::watch::Receiver<bool>,
     deliver_private_keys: bool,
     policies: Policies,
+    /// The callers of the bearer token file, which open streams of bearer
+    /// callers check again after a reload.
+    bearer_tokens: Option<BearerTokens>,
 }
 
 impl RegistrarService {
@@ -90,7 +94,15 @@ impl RegistrarService {
             shutdown,
             deliver_private_keys: false,
             policies: Policies::allow_all(),
+            bearer_tokens: None,
         }
+    }
+
+    /// Sets the callers of the bearer token file, so that a stream opened
+    /// with a token that a reload removed ends.
+    pub fn with_bearer_tokens(mut self, bearer_tokens: Option<BearerTokens>) -> Self {
+        self.bearer_tokens = bearer_tokens;
+        self
     }
 
     /// Sets the policy that every request is checked against; without it,
@@ -826,7 +838,11 @@ impl Registrar for RegistrarService {
         request: Request<WatchRotationsRequest>,
     ) -> Result<Response<Self::WatchRotationsStream>, Status> {
         self.authorize_watch(&request).await.map_err(log_error)?;
-        let stream = self.watch(request.into_inner()).await.map_err(log_error)?;
+        let caller = Caller::of(&request).cloned();
+        let stream = self
+            .watch(request.into_inner(), caller)
+            .await
+            .map_err(log_error)?;
         Ok(Response::new(stream))
     }
 
