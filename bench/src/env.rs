@@ -88,6 +88,7 @@ impl Env {
         let data_dir = tempfile::tempdir().context("creating the store directory")?;
         let config = ServerConfig {
             okta_org: OrgUrl::parse(&org_url).map_err(anyhow::Error::msg)?,
+            okta_credential_source: None,
             okta_credential: OktaCredential::ApiToken(Secret::new(API_TOKEN)),
             database_url: format!("sqlite://{}/registrar.db", data_dir.path().display()).into(),
             okta_timeout: Duration::from_secs(30),

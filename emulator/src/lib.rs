@@ -227,6 +227,9 @@ pub(crate) struct Shared {
     org_key: OnceLock<OrgKey>,
     faults: FaultSet,
     roles: admin_roles::RoleStore,
+    /// The API tokens that `Authorization: SSWS` accepts: the configured
+    /// one, unless revoked, and those added since.
+    api_tokens: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -254,6 +257,18 @@ impl Shared {
     /// Returns the installed faults.
     pub(crate) fn faults(&self) -> &FaultSet {
         &self.faults
+    }
+
+    /// Returns whether `token` is one of the org's valid API tokens. Every
+    /// token is compared in constant time.
+    pub(crate) fn is_api_token(&self, token: &str) -> bool {
+        let tokens = self
+            .api_tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tokens.iter().fold(false, |found, valid| {
+            middleware::constant_time_eq(token.as_bytes(), valid.as_bytes()) | found
+        })
     }
 
     /// Returns the emulator's current time in UTC, to the millisecond.
@@ -294,6 +309,7 @@ impl Emulator {
     /// Creates an emulator with an empty org.
     pub fn new(config: Config) -> Self {
         let org = Org::new(config.rate_limits.window);
+        let api_tokens = Mutex::new(vec![config.api_token.clone()]);
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -302,6 +318,7 @@ impl Emulator {
                 org_key: OnceLock::new(),
                 faults: FaultSet::default(),
                 roles: admin_roles::RoleStore::default(),
+                api_tokens,
             }),
         }
     }
@@ -432,6 +449,37 @@ impl Emulator {
     pub fn set_clock_offset(&self, offset_seconds: i64) {
         self.shared.clock.set_offset_seconds(offset_seconds);
         tracing::info!(offset_seconds, "emulator clock offset set");
+    }
+
+    /// Adds an API token that the org accepts beside the others, as creating
+    /// a token under Security → API → Tokens does in Okta's Admin Console.
+    pub fn add_api_token(&self, token: impl Into<String>) {
+        let token = token.into();
+        let mut tokens = self
+            .shared
+            .api_tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !tokens.contains(&token) {
+            tokens.push(token);
+        }
+        tracing::info!(tokens = tokens.len(), "API token added");
+    }
+
+    /// Revokes an API token, the configured one included. Later requests
+    /// with it get 401 E0000011, Okta's response to a revoked token. Returns
+    /// whether the token was valid.
+    pub fn revoke_api_token(&self, token: &str) -> bool {
+        let mut tokens = self
+            .shared
+            .api_tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = tokens.len();
+        tokens.retain(|valid| valid != token);
+        let revoked = tokens.len() < before;
+        tracing::info!(revoked, tokens = tokens.len(), "API token revoked");
+        revoked
     }
 
     /// Assigns a standard admin role, such as `SUPER_ADMIN` or

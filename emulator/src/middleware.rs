@@ -144,7 +144,7 @@ async fn run_with_faults(
 fn reject_unauthenticated(shared: &Shared, request: &Request) -> Option<Response> {
     let path = request.uri().path();
     let headers = request.headers();
-    if !requires_api_token(path) || has_api_token(headers, &shared.config().api_token) {
+    if !requires_api_token(path) || has_api_token(headers, |token| shared.is_api_token(token)) {
         return None;
     }
     let method = request.method();
@@ -172,20 +172,20 @@ fn requires_api_token(path: &str) -> bool {
     path.starts_with("/api/") || path.starts_with("/oauth2/v1/clients")
 }
 
-/// Checks `Authorization: SSWS <token>`. The scheme is matched without
-/// regard to case and the token in constant time.
-fn has_api_token(headers: &HeaderMap, expected: &str) -> bool {
+/// Checks `Authorization: SSWS <token>` with `is_valid`. The scheme is
+/// matched without regard to case.
+fn has_api_token(headers: &HeaderMap, is_valid: impl Fn(&str) -> bool) -> bool {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let Some((scheme, token)) = value.split_once(' ') else {
         return false;
     };
-    scheme.eq_ignore_ascii_case("SSWS")
-        && constant_time_eq(token.trim().as_bytes(), expected.as_bytes())
+    scheme.eq_ignore_ascii_case("SSWS") && is_valid(token.trim())
 }
 
-fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+/// Compares two byte strings in time that depends on their lengths only.
+pub(crate) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     if left.len() != right.len() {
         return false;
     }
@@ -228,13 +228,14 @@ mod tests {
 
     #[test]
     fn api_token_checks() {
-        assert!(has_api_token(&headers_with("SSWS abc"), "abc"));
-        assert!(has_api_token(&headers_with("ssws abc"), "abc"));
-        assert!(!has_api_token(&headers_with("SSWS abd"), "abc"));
-        assert!(!has_api_token(&headers_with("SSWS ab"), "abc"));
-        assert!(!has_api_token(&headers_with("Bearer abc"), "abc"));
-        assert!(!has_api_token(&headers_with("SSWSabc"), "abc"));
-        assert!(!has_api_token(&HeaderMap::new(), "abc"));
+        let is_abc = |token: &str| constant_time_eq(token.as_bytes(), b"abc");
+        assert!(has_api_token(&headers_with("SSWS abc"), is_abc));
+        assert!(has_api_token(&headers_with("ssws abc"), is_abc));
+        assert!(!has_api_token(&headers_with("SSWS abd"), is_abc));
+        assert!(!has_api_token(&headers_with("SSWS ab"), is_abc));
+        assert!(!has_api_token(&headers_with("Bearer abc"), is_abc));
+        assert!(!has_api_token(&headers_with("SSWSabc"), is_abc));
+        assert!(!has_api_token(&HeaderMap::new(), is_abc));
     }
 
     #[test]

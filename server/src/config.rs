@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod credential;
 
-pub use credential::OktaCredentialArgs;
+pub use credential::{CredentialSource, OktaCredentialArgs};
 
 use crate::auth::{AuthArgs, AuthConfig};
 use crate::keys::master::MasterKey;
@@ -29,6 +29,9 @@ pub struct ServerConfig {
     /// The registrar's own Okta credential: a Super Admin's API token, or
     /// an OAuth service app with the Super Admin role.
     pub okta_credential: crate::okta::OktaCredential,
+    /// The files that `okta_credential` was read from, which SIGHUP reads
+    /// again; `None` when it came from the environment or from code.
+    pub okta_credential_source: Option<CredentialSource>,
     /// The store's database URL, such as `sqlite://data/registrar.db`.
     pub database_url: DatabaseUrl,
     /// The time limit of each Okta request.
@@ -306,6 +309,7 @@ impl ServeArgs {
     pub fn into_config(self) -> anyhow::Result<ServerConfig> {
         let okta_org = OrgUrl::parse(&self.okta_org_url)
             .map_err(|err| anyhow::anyhow!("--okta-org-url (OKTA_ORG_URL): {err}"))?;
+        let okta_credential_source = CredentialSource::of(&self.okta_credential);
         let okta_credential = self.okta_credential.into_credential()?;
         if self.okta_timeout_secs == 0 || self.okta_timeout_secs > 300 {
             bail!(
@@ -364,6 +368,7 @@ impl ServeArgs {
         Ok(ServerConfig {
             okta_org,
             okta_credential,
+            okta_credential_source,
             database_url,
             okta_timeout: Duration::from_secs(self.okta_timeout_secs),
             okta_pacing,
@@ -505,8 +510,7 @@ fn read_api_token(file: Option<&Path>) -> anyhow::Result<Secret> {
         (Some(_), Some(_)) => bail!(
             "--okta-api-token-file and OKTA_API_TOKEN are both set; keep only one source of the Okta API token"
         ),
-        (Some(path), None) => std::fs::read_to_string(path)
-            .with_context(|| format!("--okta-api-token-file: cannot read {}", path.display()))?,
+        (Some(path), None) => read_settings_file("--okta-api-token-file", path)?,
         (None, Some(token)) => token,
         (None, None) => bail!(
             "no Okta API token: set OKTA_API_TOKEN or pass --okta-api-token-file with a file that contains it"

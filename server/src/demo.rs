@@ -54,6 +54,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let data_dir = std::env::temp_dir().join(format!("registrar-demo-{}", uuid_like()));
     let config = ServerConfig {
         okta_org: OrgUrl::parse(&org_url).map_err(anyhow::Error::msg)?,
+        okta_credential_source: None,
         okta_credential: crate::okta::OktaCredential::ApiToken(Secret::new(api_token)),
         database_url: default_database_url(&data_dir)?,
         okta_timeout: std::time::Duration::from_secs(10),

@@ -102,6 +102,14 @@ pub async fn run(
         config.rotation,
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reloadable = reload::Reloadable {
+        policies: config.policies.clone(),
+        bearer_tokens: config.auth.bearer_tokens.clone(),
+        okta_credential: config
+            .okta_credential_source
+            .clone()
+            .map(|source| (okta.clone(), source)),
+    };
     let service = RegistrarService::new(
         okta,
         store,
@@ -121,8 +129,7 @@ pub async fn run(
     log_policy(&config.policies);
     // The guard stops the SIGHUP listener when this function returns.
     let _reload_task = AbortOnDrop(tokio::spawn(reload::reload_on_hangup(
-        config.policies.clone(),
-        config.auth.bearer_tokens.clone(),
+        reloadable,
         stop_rx.clone(),
     )));
     if config.deliver_private_keys {

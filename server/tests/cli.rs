@@ -22,11 +22,18 @@ const SUBCOMMANDS: [&str; 9] = [
 ];
 
 async fn start_emulator() -> String {
+    start_emulator_handle().await.1
+}
+
+/// Starts an emulator that accepts `API_TOKEN`, and returns it and its org
+/// URL.
+async fn start_emulator_handle() -> (okta_emulator::Emulator, String) {
     let emulator = okta_emulator::Emulator::new(okta_emulator::Config::new(API_TOKEN));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let org_url = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move { emulator.serve(listener, std::future::pending()).await });
-    org_url
+    let serving = emulator.clone();
+    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
+    (emulator, org_url)
 }
 
 /// A registrar served in this process without caller authentication, with
@@ -43,6 +50,7 @@ async fn start_registrar() -> Registrar {
     let data_dir = tempfile::tempdir().expect("temporary directory");
     let config = ServerConfig {
         okta_org: registrar_server::org::OrgUrl::parse(&org_url).expect("org URL"),
+        okta_credential_source: None,
         okta_credential: registrar_server::okta::OktaCredential::ApiToken(
             registrar_server::secret::Secret::new(API_TOKEN),
         ),
@@ -730,7 +738,29 @@ async fn serve_logged(
     String,
     tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
-    let org_url = start_emulator().await;
+    serve_on(dir, args, &start_emulator().await).await
+}
+
+/// Starts `registrar serve` like `serve_logged`, against the emulator at
+/// `org_url`. The API token comes from `OKTA_API_TOKEN` unless `args`
+/// configure an Okta credential.
+async fn serve_on(
+    dir: &Path,
+    args: &[&std::ffi::OsStr],
+    org_url: &str,
+) -> (
+    tokio::process::Child,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let own_credential = ["--okta-api-token-file", "--okta-client-id"]
+        .iter()
+        .any(|option| args.contains(&option.as_ref()));
+    let token_env: &[(&str, &str)] = if own_credential {
+        &[]
+    } else {
+        &[("OKTA_API_TOKEN", API_TOKEN)]
+    };
     let policy_file = dir.join("policy.toml");
     std::fs::write(&policy_file, OPERATOR_POLICY).expect("write policy file");
 
@@ -739,8 +769,9 @@ async fn serve_logged(
         .args(args)
         .arg("--policy-file")
         .arg(&policy_file)
-        .env("OKTA_ORG_URL", &org_url)
-        .env("OKTA_API_TOKEN", API_TOKEN)
+        .env("OKTA_ORG_URL", org_url)
+        .env_remove("OKTA_API_TOKEN")
+        .envs(token_env.iter().copied())
         .env("REGISTRAR_DATA_DIR", dir.join("data"))
         .env("REGISTRAR_MASTER_KEY", MASTER_KEY)
         .env("RUST_LOG", "info")
@@ -988,6 +1019,200 @@ async fn sighup_reloads_bearer_tokens() {
     assert!(
         stderr.contains("no longer in the bearer token file"),
         "{stderr}"
+    );
+}
+
+/// An operator replaces the registrar's Okta API token: adds a new token in
+/// Okta, writes it to the token file and sends SIGHUP, then revokes the old
+/// one. Calls go on without a restart. A broken token file is logged and
+/// leaves the token in force.
+#[tokio::test]
+async fn sighup_reloads_okta_api_token() {
+    const NEW_API_TOKEN: &str = "cli-test-token-after-rotation-7a1f";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (emulator, org_url) = start_emulator_handle().await;
+    let okta_token_file = dir.path().join("okta.token");
+    std::fs::write(&okta_token_file, format!("{API_TOKEN}\n")).expect("write token");
+    let tokens_file = dir.path().join("tokens.toml");
+    const OPERATOR: &str = "cli-operator-token-0123456789abcdef0123456789";
+    let entry = registrar_server::auth::token_file_entry("operator", OPERATOR).expect("entry");
+    std::fs::write(&tokens_file, entry).expect("write token file");
+    let operator_token = dir.path().join("operator.token");
+    std::fs::write(&operator_token, OPERATOR).expect("write token");
+    let operator_token = operator_token.to_str().expect("UTF-8 path");
+
+    let (child, address, mut log) = serve_on(
+        dir.path(),
+        &[
+            "--bearer-tokens-file".as_ref(),
+            tokens_file.as_os_str(),
+            "--okta-api-token-file".as_ref(),
+            okta_token_file.as_os_str(),
+        ],
+        &org_url,
+    )
+    .await;
+    let server = format!("http://{address}");
+    let create = |name: &'static str| {
+        let server = server.clone();
+        async move {
+            cli(
+                &server,
+                &[
+                    "create",
+                    name,
+                    "--generate-key",
+                    "--token-file",
+                    operator_token,
+                ],
+            )
+            .await
+        }
+    };
+    let before = create("before-rotation").await;
+    assert_eq!(before.code, 0, "{}", before.stderr);
+
+    emulator.add_api_token(NEW_API_TOKEN);
+    std::fs::write(&okta_token_file, NEW_API_TOKEN).expect("write token");
+    hang_up(&child).await;
+    let reloaded = log_line(&mut log, "Okta credential reloaded").await;
+    assert!(!reloaded.contains(NEW_API_TOKEN), "{reloaded}");
+    assert!(emulator.revoke_api_token(API_TOKEN));
+    let after = create("after-rotation").await;
+    assert_eq!(after.code, 0, "the new token is in use: {}", after.stderr);
+
+    std::fs::write(&okta_token_file, "").expect("empty the token file");
+    hang_up(&child).await;
+    let failed = log_line(&mut log, "Okta credential reload failed").await;
+    assert!(failed.contains("empty"), "{failed}");
+    let kept = create("after-failed-reload").await;
+    assert_eq!(
+        kept.code, 0,
+        "the new token stays in force: {}",
+        kept.stderr
+    );
+    assert!(emulator.revoke_api_token(NEW_API_TOKEN));
+    let revoked = create("after-revocation").await;
+    assert_eq!(revoked.code, 4, "a revoked token fails: {}", revoked.stderr);
+}
+
+/// The registrar authenticates to Okta as its own OAuth service app, and
+/// the operator rotates that app's key. The operator adds the new public
+/// key in Okta, writes the private key to the key file, sends SIGHUP, and
+/// deletes the old key in Okta. Calls go on without a restart.
+#[tokio::test]
+async fn sighup_reloads_okta_private_key() {
+    use registrar_server::keys::KeyPair;
+    use registrar_server::okta::OktaClient;
+    use registrar_server::okta::model::NewClient;
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (emulator, org_url) = start_emulator_handle().await;
+    let admin = OktaClient::new(
+        registrar_server::org::OrgUrl::parse(&org_url).expect("org URL"),
+        registrar_server::secret::Secret::new(API_TOKEN),
+        Duration::from_secs(10),
+    )
+    .expect("client builds");
+    let new_key = || KeyPair::generate(registrar_api::v1::KeyAlgorithm::Es256).expect("key");
+    let public = |key: &KeyPair| registrar_server::jwk::to_okta_json(key.public_jwk());
+    let first = new_key();
+    let app = admin
+        .create_client(&NewClient::service_app(
+            "registrar".into(),
+            vec![public(&first)],
+        ))
+        .await
+        .expect("the registrar's app is registered");
+    for scope in registrar_server::okta::credential::DEFAULT_SCOPES {
+        admin
+            .create_grant(&app.client_id, scope)
+            .await
+            .expect("scope granted");
+    }
+    emulator
+        .assign_admin_role(&app.client_id, "SUPER_ADMIN")
+        .expect("role assigned");
+    let key_file = dir.path().join("registrar-key.pem");
+    std::fs::write(
+        &key_file,
+        first.private_pkcs8_pem().expect("PEM").as_bytes(),
+    )
+    .expect("write key");
+
+    let tokens_file = dir.path().join("tokens.toml");
+    const OPERATOR: &str = "cli-operator-token-0123456789abcdef0123456789";
+    let entry = registrar_server::auth::token_file_entry("operator", OPERATOR).expect("entry");
+    std::fs::write(&tokens_file, entry).expect("write token file");
+    let operator_token = dir.path().join("operator.token");
+    std::fs::write(&operator_token, OPERATOR).expect("write token");
+    let operator_token = operator_token.to_str().expect("UTF-8 path");
+    let (child, address, mut log) = serve_on(
+        dir.path(),
+        &[
+            "--bearer-tokens-file".as_ref(),
+            tokens_file.as_os_str(),
+            "--okta-client-id".as_ref(),
+            app.client_id.as_ref(),
+            "--okta-private-key-file".as_ref(),
+            key_file.as_os_str(),
+        ],
+        &org_url,
+    )
+    .await;
+    let server = format!("http://{address}");
+    let list = || {
+        let server = server.clone();
+        async move { cli(&server, &["apps", "--json", "--token-file", operator_token]).await }
+    };
+    let before = list().await;
+    assert_eq!(before.code, 0, "{}", before.stderr);
+
+    let second = new_key();
+    let mut body = public(&second);
+    body["status"] = serde_json::Value::String("ACTIVE".into());
+    admin
+        .add_app_key(&app.client_id, &body)
+        .await
+        .expect("the new key is added");
+    std::fs::write(
+        &key_file,
+        second.private_pkcs8_pem().expect("PEM").as_bytes(),
+    )
+    .expect("write key");
+    hang_up(&child).await;
+    log_line(&mut log, "Okta credential reloaded").await;
+    let old = admin
+        .list_app_keys(&app.client_id)
+        .await
+        .expect("keys")
+        .into_iter()
+        .find(|key| key["kid"] == first.kid())
+        .expect("the old key");
+    let old_id = old["id"].as_str().expect("key id");
+    admin
+        .deactivate_app_key(&app.client_id, old_id)
+        .await
+        .expect("deactivate the old key");
+    admin
+        .delete_app_key(&app.client_id, old_id)
+        .await
+        .expect("delete the old key");
+
+    // The reload dropped the cached access token, and the old key is gone
+    // from Okta, so the token of this call was requested with the new key.
+    let issued = emulator.issued_tokens();
+    let after = list().await;
+    assert_eq!(after.code, 0, "the new key signs: {}", after.stderr);
+    assert_eq!(emulator.issued_tokens(), issued + 1, "a new access token");
+    let listed = after.json();
+    assert!(
+        listed["apps"]
+            .as_array()
+            .expect("apps")
+            .iter()
+            .any(|listed| listed["client_id"] == app.client_id.as_str()),
+        "{listed}"
     );
 }
 

@@ -281,6 +281,7 @@ async fn registrar_config(
     ServerConfig {
         okta_org: OrgUrl::parse(&registrar_org).expect("valid org URL"),
         okta_credential,
+        okta_credential_source: None,
         database_url: database_url.into(),
         // The server's default: under load on two cores, a shorter limit
         // can cut off a create that the emulator has committed.

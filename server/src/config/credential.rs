@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 
 use crate::keys::KeyError;
@@ -14,7 +14,7 @@ use crate::okta::credential::DEFAULT_SCOPES;
 use crate::okta::{OAuthCredential, OktaCredential};
 
 /// Options that choose the registrar's Okta credential.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct OktaCredentialArgs {
     /// A file holding the Okta API token. Without it, the token is read from
     /// the OKTA_API_TOKEN environment variable.
@@ -36,6 +36,39 @@ pub struct OktaCredentialArgs {
     /// spaces or commas.
     #[arg(long, env = "OKTA_SCOPES")]
     pub okta_scopes: Option<String>,
+}
+
+/// The files that the registrar's Okta credential was read from, so that
+/// SIGHUP can read them again: the API token file, or the OAuth app's
+/// private key file. The other options stay as they were at start.
+#[derive(Debug, Clone)]
+pub struct CredentialSource {
+    args: OktaCredentialArgs,
+}
+
+impl CredentialSource {
+    /// Returns the source of the credential that `args` configure, or
+    /// `None` when it comes from the environment only (`OKTA_API_TOKEN`),
+    /// which cannot change while the process runs.
+    pub fn of(args: &OktaCredentialArgs) -> Option<Self> {
+        (args.okta_api_token_file.is_some() || args.okta_private_key_file.is_some())
+            .then(|| Self { args: args.clone() })
+    }
+
+    /// Returns the file that contains the secret, for messages.
+    pub fn path(&self) -> &Path {
+        self.args
+            .okta_api_token_file
+            .as_deref()
+            .or(self.args.okta_private_key_file.as_deref())
+            .unwrap_or(Path::new(""))
+    }
+
+    /// Reads and checks the credential again. The error names the option
+    /// and never contains the secret.
+    pub fn read(&self) -> anyhow::Result<OktaCredential> {
+        self.args.clone().into_credential()
+    }
 }
 
 impl OktaCredentialArgs {
@@ -96,10 +129,7 @@ impl OktaCredentialArgs {
 }
 
 fn load_key(path: &Path, kid: Option<&str>) -> anyhow::Result<crate::keys::KeyPair> {
-    let pem = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("--okta-private-key-file: cannot read {}", path.display()))?,
-    );
+    let pem = zeroize::Zeroizing::new(super::read_settings_file("--okta-private-key-file", path)?);
     key_pair_from_pem(&pem, kid).map_err(|err| {
         let detail = match err {
             KeyError::Malformed(detail) | KeyError::Generate(detail) => detail,
@@ -201,5 +231,45 @@ mod tests {
         assert_eq!(credential.scopes.len(), DEFAULT_SCOPES.len());
         let printed = format!("{credential:?}");
         assert!(printed.contains("redacted"), "{printed}");
+    }
+
+    /// SIGHUP reads a replaced key file: the source yields the new key.
+    #[test]
+    fn source_reads_a_replaced_key_file() {
+        assert!(
+            CredentialSource::of(&oauth_args()).is_none(),
+            "no file, nothing to reload"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("key.pem");
+        let write_key = || {
+            let key = crate::keys::KeyPair::generate(registrar_api::v1::KeyAlgorithm::Es256)
+                .expect("generated");
+            std::fs::write(&path, key.private_pkcs8_pem().expect("PEM").as_bytes())
+                .expect("written");
+            key.kid().to_string()
+        };
+        let first = write_key();
+        let source = CredentialSource::of(&OktaCredentialArgs {
+            okta_private_key_file: Some(path.clone()),
+            ..oauth_args()
+        })
+        .expect("a key file");
+        assert_eq!(source.path(), path.as_path());
+        let kid = |credential: OktaCredential| match credential {
+            OktaCredential::OAuth(oauth) => oauth.key.kid().to_string(),
+            OktaCredential::ApiToken(_) => panic!("an OAuth credential"),
+        };
+        assert_eq!(kid(source.read().expect("reads")), first);
+        let second = write_key();
+        assert_ne!(first, second);
+        assert_eq!(kid(source.read().expect("reads again")), second);
+
+        std::fs::write(&path, "not a key").expect("written");
+        let error = source.read().expect_err("a broken file");
+        assert!(
+            error.to_string().contains("--okta-private-key-file"),
+            "{error}"
+        );
     }
 }

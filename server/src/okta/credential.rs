@@ -11,7 +11,7 @@
 //! message names the missing scope or admin role.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -139,6 +139,32 @@ struct ManagementToken {
 }
 
 impl OktaClient {
+    /// Returns the credential in force. A call keeps the one it started
+    /// with, even when a reload replaces it meanwhile.
+    fn authorizer(&self) -> Authorizer {
+        self.authorizer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the registrar's Okta credential for the calls that start
+    /// from now on; calls in flight finish with the old one. An OAuth
+    /// credential starts with an empty token cache and a new DPoP key.
+    ///
+    /// # Errors
+    ///
+    /// Returns the error of generating the DPoP key of an OAuth credential;
+    /// the old credential then stays in force.
+    pub fn replace_credential(&self, credential: OktaCredential) -> Result<(), KeyError> {
+        let authorizer = Authorizer::new(credential)?;
+        *self
+            .authorizer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = authorizer;
+        Ok(())
+    }
+
     /// Sends a request with the registrar's credential. With OAuth, a 401
     /// drops the cached token and the request is sent once more with a new
     /// one, and a 401 or 403 caused by the credential becomes
@@ -149,7 +175,7 @@ impl OktaClient {
         replay: Replay,
         request: Request,
     ) -> Result<Response, OktaError> {
-        let Authorizer::OAuth(session) = &self.authorizer else {
+        let Authorizer::OAuth(session) = self.authorizer() else {
             return self.send(operation, replay, request).await;
         };
         if operation == TOKEN_REQUEST {
@@ -179,7 +205,7 @@ impl OktaClient {
     /// of a management request. Token requests authenticate with their
     /// client assertion and get nothing.
     pub(super) async fn authorize_attempt(&self, request: &mut Request) -> Result<(), OktaError> {
-        let value = match &self.authorizer {
+        let value = match self.authorizer() {
             Authorizer::ApiToken(token) => format!("SSWS {}", token.expose()),
             Authorizer::OAuth(session) => {
                 let token = session.token(self).await?;

@@ -15,6 +15,7 @@ pub mod retry;
 mod transport;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, HeaderMap, LINK};
@@ -85,7 +86,9 @@ impl Default for PacingSettings {
 pub struct OktaClient {
     http: reqwest::Client,
     org: OrgUrl,
-    authorizer: credential::Authorizer,
+    /// Shared by clones, so that a credential reloaded through one is used
+    /// by all.
+    authorizer: Arc<std::sync::RwLock<credential::Authorizer>>,
     pacer: Pacer,
     retry: RetryPolicy,
 }
@@ -125,7 +128,7 @@ impl OktaClient {
         Ok(Self {
             http,
             org,
-            authorizer,
+            authorizer: Arc::new(std::sync::RwLock::new(authorizer)),
             pacer: Pacer::new(pacing.rate_share),
             retry: pacing.retry,
         })
