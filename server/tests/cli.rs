@@ -1085,11 +1085,11 @@ async fn sighup_reloads_okta_api_token() {
     hang_up(&child).await;
     let failed = log_line(&mut log, "Okta credential reload failed").await;
     assert!(failed.contains("empty"), "{failed}");
-    let kept = create("after-failed-reload").await;
+    let unchanged = create("after-failed-reload").await;
     assert_eq!(
-        kept.code, 0,
+        unchanged.code, 0,
         "the new token stays in force: {}",
-        kept.stderr
+        unchanged.stderr
     );
     assert!(emulator.revoke_api_token(NEW_API_TOKEN));
     let revoked = create("after-revocation").await;
