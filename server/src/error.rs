@@ -108,10 +108,10 @@ pub enum ServiceError {
     /// The caller's policy does not allow the request.
     #[error(transparent)]
     Denied(#[from] crate::policy::Denied),
-    /// A reload of the bearer token file removed the caller of an open
-    /// stream.
+    /// A reload of the bearer token file removed or replaced the token of
+    /// an open stream's caller.
     #[error(
-        "caller {0:?} is no longer in the bearer token file, so its stream ends; ask the registrar's operator for a token"
+        "the bearer token of caller {0:?} is no longer in the bearer token file, so its stream ends; reconnect with the caller's current token"
     )]
     CallerRemoved(String),
     /// A stored key could not be used, or a new one not made.

@@ -908,8 +908,8 @@ async fn log_line(log: &mut tokio::sync::mpsc::UnboundedReceiver<String>, text: 
 
 /// An operator adds a caller to the bearer token file and the policy file,
 /// and one SIGHUP lets it in without a restart. A broken token file is
-/// logged without its contents and changes nothing. Removing the caller
-/// ends its open watch stream.
+/// logged without its contents and changes nothing. Replacing the caller's
+/// token ends the watch stream opened with the old one.
 #[tokio::test]
 async fn sighup_reloads_bearer_tokens() {
     const OPERATOR: &str = "cli-operator-token-0123456789abcdef0123456789";
@@ -981,7 +981,7 @@ async fn sighup_reloads_bearer_tokens() {
         );
     }
 
-    // Removing a caller from the token file ends its open streams.
+    // Replacing a caller's token ends the streams opened with the old one.
     let created = cli_ok(
         &server,
         &[
@@ -1012,14 +1012,21 @@ async fn sighup_reloads_bearer_tokens() {
         .expect("watch starts");
     let mut lines = BufReader::new(watcher.stdout.take().expect("stdout")).lines();
     next_line(&mut lines).await;
-    std::fs::write(&tokens_file, &operator_entry).expect("write token file");
+    const REPLACED: &str = "cli-auditor-token-replaced-0123456789abcdef012";
+    let replaced_entry =
+        registrar_server::auth::token_file_entry("auditor", REPLACED).expect("entry");
+    std::fs::write(&tokens_file, format!("{operator_entry}{replaced_entry}"))
+        .expect("write token file");
     hang_up(&child).await;
     let (code, stderr) = wait_for_exit(watcher).await;
-    assert_eq!(code, 4, "the removed caller's watch is rejected: {stderr}");
+    assert_eq!(code, 4, "the old token's watch is rejected: {stderr}");
     assert!(
         stderr.contains("no longer in the bearer token file"),
         "{stderr}"
     );
+    std::fs::write(dir.path().join("auditor.token"), REPLACED).expect("write token");
+    let renewed = cli(&server, &["apps", "--token-file", auditor_token]).await;
+    assert_eq!(renewed.code, 0, "the new token works: {}", renewed.stderr);
 }
 
 /// An operator replaces the registrar's Okta API token: adds a new token in

@@ -102,10 +102,16 @@ impl BearerTokens {
     /// Returns the name of the caller whose token this is, or `None`. The
     /// token's digest is compared with every entry in constant time.
     pub fn verify(&self, token: &str) -> Option<String> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.name_of(&TokenDigest::of(token))
+    }
+
+    /// Returns the name of the caller whose token has this digest, or
+    /// `None`: after a reload, whether a token accepted earlier is still
+    /// valid. Every entry is compared in constant time.
+    pub fn name_of(&self, digest: &TokenDigest) -> Option<String> {
         let mut found = None;
         for entry in self.current().iter() {
-            if bool::from(entry.digest.ct_eq(&digest)) {
+            if bool::from(entry.digest.ct_eq(&digest.0)) {
                 found = Some(entry.name.clone());
             }
         }
@@ -125,6 +131,25 @@ impl BearerTokens {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// The SHA-256 digest of a bearer token that the server accepted, kept
+/// with the request so that an open stream can check after a reload that
+/// the token is still valid. `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    /// Returns the digest of `token`.
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenDigest(..)")
     }
 }
 
@@ -389,6 +414,26 @@ mod tests {
         let message = format!("{:#}", BearerTokens::parse(&text).expect_err("unknown key"));
         assert!(!message.contains(TOKEN), "{message}");
         assert!(message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn digest_names_its_caller_until_reloaded() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("tokens.toml");
+        std::fs::write(&path, file_with(&[("billing", TOKEN)])).expect("write");
+        let tokens = BearerTokens::load(&path).expect("valid");
+        let digest = TokenDigest::of(TOKEN);
+        assert_eq!(tokens.name_of(&digest).as_deref(), Some("billing"));
+        assert_eq!(format!("{digest:?}"), "TokenDigest(..)");
+
+        let other = "0123456789abcdef0123456789abcdef-replaced";
+        std::fs::write(&path, file_with(&[("billing", other)])).expect("write");
+        tokens.reload().expect("valid");
+        assert_eq!(tokens.name_of(&digest), None, "the old token is gone");
+        assert_eq!(
+            tokens.name_of(&TokenDigest::of(other)).as_deref(),
+            Some("billing")
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::{AuthConfig, AuthError, AuthMethod, BearerTokens, Caller, caller_id_from_certificate};
+use super::{
+    AuthConfig, AuthError, AuthMethod, BearerTokens, Caller, TokenDigest,
+    caller_id_from_certificate,
+};
 
 /// The path prefix of the health service, which is always public.
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -99,8 +102,8 @@ where
             return Box::pin(inner.call(request));
         }
 
-        let caller = match self.authenticator.authenticate(&request) {
-            Ok(caller) => caller,
+        let (caller, token_digest) = match self.authenticator.authenticate(&request) {
+            Ok(authenticated) => authenticated,
             Err(error) => return reject(&path, None, error),
         };
         let permit = match self.authenticator.in_flight.acquire(&caller) {
@@ -114,6 +117,9 @@ where
             auth = %caller.method,
         );
         request.extensions_mut().insert(caller);
+        if let Some(digest) = token_digest {
+            request.extensions_mut().insert(digest);
+        }
         Box::pin(
             async move {
                 let response = inner.call(request).await;
@@ -166,12 +172,17 @@ impl Authenticator {
 
     /// Identifies the caller: a verified client certificate first, then a
     /// bearer token. A request with both is identified by its certificate.
-    fn authenticate(&self, request: &http::Request<Body>) -> Result<Caller, AuthError> {
+    /// A bearer caller comes with its token's digest.
+    fn authenticate(
+        &self,
+        request: &http::Request<Body>,
+    ) -> Result<(Caller, Option<TokenDigest>), AuthError> {
         if self.insecure_no_auth {
-            return Ok(Caller {
+            let caller = Caller {
                 id: Caller::UNAUTHENTICATED_ID.to_string(),
                 method: AuthMethod::Unauthenticated,
-            });
+            };
+            return Ok((caller, None));
         }
         if self.mtls
             && let Some(certificates) = request
@@ -181,20 +192,22 @@ impl Authenticator {
             && let Some(leaf) = certificates.first()
         {
             let id = caller_id_from_certificate(leaf)?;
-            return Ok(Caller {
+            let caller = Caller {
                 id,
                 method: AuthMethod::Mtls,
-            });
+            };
+            return Ok((caller, None));
         }
         if let Some(tokens) = &self.bearer_tokens
             && let Some(header) = request.headers().get(http::header::AUTHORIZATION)
         {
-            let token = bearer_token(header)?;
-            let name = tokens.verify(token).ok_or(AuthError::UnknownToken)?;
-            return Ok(Caller {
+            let digest = TokenDigest::of(bearer_token(header)?);
+            let name = tokens.name_of(&digest).ok_or(AuthError::UnknownToken)?;
+            let caller = Caller {
                 id: name,
                 method: AuthMethod::Bearer,
-            });
+            };
+            return Ok((caller, Some(digest)));
         }
         Err(AuthError::Missing {
             expected: self.expected,

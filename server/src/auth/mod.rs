@@ -13,7 +13,7 @@ mod mtls;
 
 use std::fmt;
 
-pub use bearer::{BearerTokens, MIN_TOKEN_LENGTH, token_file_entry};
+pub use bearer::{BearerTokens, MIN_TOKEN_LENGTH, TokenDigest, token_file_entry};
 pub use config::{AuthArgs, AuthConfig, TlsFiles};
 pub use layer::{AuthLayer, AuthService};
 pub use mtls::caller_id_from_certificate;

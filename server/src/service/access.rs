@@ -12,7 +12,7 @@ use tonic::{Request, Status};
 
 use super::RegistrarService;
 use super::audit::{AuditDraft, caller_id};
-use crate::auth::{AuthMethod, Caller};
+use crate::auth::{AuthMethod, Caller, TokenDigest};
 use crate::error::ServiceError;
 use crate::policy::{Access, Operation};
 use crate::store::KeyPurpose;
@@ -103,20 +103,26 @@ impl RegistrarService {
     }
 
     /// Checks an open stream's caller again after a reload: a bearer
-    /// caller's name must still be in the token file, and the policy must
-    /// still let it watch the apps.
+    /// caller's token, whose digest is `token_digest`, must still be in the
+    /// token file under the caller's name, and the policy must still let
+    /// the caller watch the apps.
     pub(super) async fn recheck_watch(
         &self,
         caller: Option<&Caller>,
+        token_digest: Option<&TokenDigest>,
         client_ids: &[String],
         with_keys: bool,
     ) -> Result<(), ServiceError> {
         let caller_id = caller.map_or(Caller::UNAUTHENTICATED_ID, |caller| caller.id.as_str());
         if let (Some(caller), Some(tokens)) = (caller, &self.bearer_tokens)
             && caller.method == AuthMethod::Bearer
-            && !tokens.callers().contains(&caller.id)
         {
-            return Err(ServiceError::CallerRemoved(caller.id.clone()));
+            let still_valid = token_digest
+                .and_then(|digest| tokens.name_of(digest))
+                .is_some_and(|name| name == caller.id);
+            if !still_valid {
+                return Err(ServiceError::CallerRemoved(caller.id.clone()));
+            }
         }
         self.check_watch(caller_id, client_ids, with_keys).await
     }

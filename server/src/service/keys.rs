@@ -17,7 +17,7 @@ use tonic::Status;
 
 use super::RegistrarService;
 use super::key_states::AppSlot;
-use crate::auth::Caller;
+use crate::auth::{Caller, TokenDigest};
 use crate::error::ServiceError;
 use crate::jwk;
 use crate::store::{KeyPurpose, Phase};
@@ -191,6 +191,7 @@ impl RegistrarService {
         &self,
         request: WatchRotationsRequest,
         caller: Option<Caller>,
+        token_digest: Option<TokenDigest>,
     ) -> Result<WatchStream, ServiceError> {
         let client_ids = watched_ids(&request.client_ids)?;
         // A reload that takes away the caller's rights ends the stream.
@@ -269,7 +270,12 @@ impl RegistrarService {
                         break;
                     }
                     let rechecked = service
-                        .recheck_watch(caller.as_ref(), &requested_ids, with_keys)
+                        .recheck_watch(
+                            caller.as_ref(),
+                            token_digest.as_ref(),
+                            &requested_ids,
+                            with_keys,
+                        )
                         .await;
                     if let Err(error) = rechecked {
                         tracing::info!(

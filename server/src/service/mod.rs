@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use crate::auth::{BearerTokens, Caller};
+use crate::auth::{BearerTokens, Caller, TokenDigest};
 use crate::error::ServiceError;
 use crate::jwk;
 use crate::keyring::{Keyring, PendingKey};
@@ -839,8 +839,9 @@ impl Registrar for RegistrarService {
     ) -> Result<Response<Self::WatchRotationsStream>, Status> {
         self.authorize_watch(&request).await.map_err(log_error)?;
         let caller = Caller::of(&request).cloned();
+        let token_digest = request.extensions().get::<TokenDigest>().cloned();
         let stream = self
-            .watch(request.into_inner(), caller)
+            .watch(request.into_inner(), caller, token_digest)
             .await
             .map_err(log_error)?;
         Ok(Response::new(stream))
