@@ -801,3 +801,59 @@ async fn certain_failure_after_lost_create_stays_unknown() {
     drop(store);
     env.stop().await;
 }
+
+/// A create left pending at a restart, because Okta's search may lag, is
+/// failed once a later create of the name makes the app; its key is
+/// deleted and the new app's key is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_create_supersedes_unfinished_one() {
+    let data_dir = tempfile::tempdir().expect("temporary directory");
+    let mut env = start_env(data_dir.path()).await;
+    add_fault(
+        &env,
+        FaultEndpoint::CreateClient,
+        FaultKind::ResetBeforeCommit,
+        1000,
+    );
+    env.client
+        .clone()
+        .register_service(register_request())
+        .await
+        .expect_err("every create attempt is reset");
+    let store = open_store(data_dir.path()).await;
+    let unfinished = only_pending_intent(&store, IntentKind::CreateApp).await;
+    restart_after_crash(&mut env).await;
+    assert_eq!(
+        intent_state(&store, unfinished.id).await,
+        IntentState::Pending,
+        "a young create stays pending"
+    );
+
+    let app = env
+        .client
+        .clone()
+        .register_service(register_request())
+        .await
+        .expect("the create goes through")
+        .into_inner()
+        .app
+        .expect("app");
+
+    assert_eq!(
+        intent_state(&store, unfinished.id).await,
+        IntentState::Failed
+    );
+    assert!(store.pending_intents().await.expect("read").is_empty());
+    let statuses = private_key_statuses(data_dir.path()).await;
+    assert_eq!(statuses.len(), 1, "only the new app's key: {statuses:?}");
+    assert_eq!(statuses[0].1, "active", "{statuses:?}");
+    assert_ne!(
+        Some(&statuses[0].0),
+        unfinished.intent.key_id.as_ref(),
+        "the unfinished create's key is deleted"
+    );
+    assert_eq!(env.emulator.apps().len(), 1);
+    assert_eq!(env.emulator.apps()[0].id, app.client_id);
+    drop(store);
+    env.stop().await;
+}

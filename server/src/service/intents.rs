@@ -126,6 +126,37 @@ impl RegistrarService {
         }
     }
 
+    /// Fails the other pending creates of `client_name` once the create
+    /// with intent `done_id` made the name's app, and deletes their keys.
+    /// The lookup before that create found no app of theirs, and the name
+    /// has one app now, so none of them will be adopted. The caller holds
+    /// the name's lock. Failures are only logged.
+    pub(super) async fn supersede_pending_creates(&self, client_name: &str, done_id: i64) {
+        let pending = match self.store.pending_creates(client_name).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(%client_name, %error, "reading earlier creates of the name failed");
+                return;
+            }
+        };
+        for stored in pending.into_iter().filter(|stored| stored.id != done_id) {
+            if let Err(error) = self
+                .store
+                .finish_intent(stored.id, IntentState::Failed, None)
+                .await
+            {
+                tracing::warn!(intent_id = stored.id, %error, "failing a superseded create failed");
+                continue;
+            }
+            self.discard_key(stored.intent.key_id.as_deref()).await;
+            tracing::info!(
+                intent_id = stored.id,
+                %client_name,
+                "an unfinished create of the name made no app that Okta lists, and a later create made the name's app"
+            );
+        }
+    }
+
     /// Records an app that a create made: its store row with the owner of
     /// the intent, its generated key as active, its rotation schedule, and
     /// DPoP-bound tokens when the create asked for them. Repeating it for

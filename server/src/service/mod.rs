@@ -309,6 +309,8 @@ impl RegistrarService {
         self.store
             .finish_intent(intent_id, IntentState::Done, Some(&app.client_id))
             .await?;
+        self.supersede_pending_creates(&app.client_name, intent_id)
+            .await;
         Ok(app)
     }
 
