@@ -132,6 +132,15 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// Returns whether the error denies the caller a right, as opposed to
+    /// a failure to decide.
+    pub fn is_denial(&self) -> bool {
+        matches!(
+            self,
+            Self::Denied(_) | Self::KeyDeliveryOff | Self::CallerRemoved(_)
+        )
+    }
+
     /// Turns Okta's "not found" for an app into [`ServiceError::AppNotFound`].
     pub fn for_app(error: OktaError, client_id: &str) -> Self {
         if error.is_not_found() {

@@ -41,6 +41,18 @@ struct WatchedApp {
 pub(super) type WatchStream =
     Pin<Box<dyn Stream<Item = Result<WatchRotationsResponse, Status>> + Send>>;
 
+/// The caller of a WatchRotations stream, which the stream checks again
+/// after each reload of the policy or bearer token file.
+#[derive(Debug)]
+pub(super) struct StreamCaller {
+    /// The authenticated caller, if the server authenticates callers.
+    pub(super) caller: Option<Caller>,
+    /// The digest of the caller's bearer token, for a bearer caller.
+    pub(super) token_digest: Option<TokenDigest>,
+    /// Subscribed before the caller's rights were first checked.
+    pub(super) reloads: tokio::sync::watch::Receiver<u64>,
+}
+
 impl RegistrarService {
     pub(super) async fn rotate(
         &self,
@@ -190,13 +202,15 @@ impl RegistrarService {
     pub(super) async fn watch(
         &self,
         request: WatchRotationsRequest,
-        caller: Option<Caller>,
-        token_digest: Option<TokenDigest>,
+        caller: StreamCaller,
     ) -> Result<WatchStream, ServiceError> {
         let client_ids = watched_ids(&request.client_ids)?;
         // A reload that takes away the caller's rights ends the stream.
-        let mut reloads = self.policies.subscribe();
-        reloads.borrow_and_update();
+        let StreamCaller {
+            caller,
+            token_digest,
+            mut reloads,
+        } = caller;
         let requested_ids = request.client_ids.clone();
         let with_keys = request.include_private_keys;
         if with_keys && !self.deliver_private_keys {
@@ -260,11 +274,14 @@ impl RegistrarService {
                 // the caller's rights again, and without a change the wait
                 // goes on.
                 loop {
+                    // A reload is checked before a change that arrives with
+                    // it, so that no message goes out on revoked rights.
                     let reloaded = tokio::select! {
+                        biased;
+                        reloaded = reloads.changed() => if reloaded.is_err() { return } else { true },
                         changed = changes.changed() => if changed.is_err() { return } else { false },
                         _ = shutdown.wait_for(|stop| *stop) => return,
                         () = sender.closed() => return,
-                        reloaded = reloads.changed() => if reloaded.is_err() { return } else { true },
                     };
                     if !reloaded {
                         break;
@@ -278,6 +295,12 @@ impl RegistrarService {
                         )
                         .await;
                     if let Err(error) = rechecked {
+                        // A failure to check, such as a store outage, is not
+                        // a verdict on the caller: the stream goes on.
+                        if !error.is_denial() {
+                            tracing::warn!(%error, "checking a watch stream's caller after a reload failed; the stream goes on");
+                            continue;
+                        }
                         tracing::info!(
                             caller = caller.as_ref().map_or("", |caller| caller.id.as_str()),
                             %error,

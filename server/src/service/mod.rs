@@ -839,11 +839,17 @@ impl Registrar for RegistrarService {
         &self,
         request: Request<WatchRotationsRequest>,
     ) -> Result<Response<Self::WatchRotationsStream>, Status> {
+        // Subscribing before the check means that a reload during the
+        // check makes the stream check again.
+        let reloads = self.policies.subscribe();
         self.authorize_watch(&request).await.map_err(log_error)?;
-        let caller = Caller::of(&request).cloned();
-        let token_digest = request.extensions().get::<TokenDigest>().cloned();
+        let caller = keys::StreamCaller {
+            caller: Caller::of(&request).cloned(),
+            token_digest: request.extensions().get::<TokenDigest>().cloned(),
+            reloads,
+        };
         let stream = self
-            .watch(request.into_inner(), caller, token_digest)
+            .watch(request.into_inner(), caller)
             .await
             .map_err(log_error)?;
         Ok(Response::new(stream))
