@@ -715,6 +715,23 @@ async fn usage_errors_exit_2() {
         let run = output(command(args)).await;
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
     }
+
+    // The registrar requests the tokens of a DPoP-bound app, so it must
+    // hold the key; the JWKS file is valid, so only the flags are at fault.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let jwks = dir.path().join("jwks.json");
+    let keygen = output(command(&[
+        "keygen",
+        "--out",
+        dir.path().join("key.pem").to_str().expect("UTF-8 path"),
+    ]))
+    .await;
+    assert_eq!(keygen.code, 0, "{}", keygen.stderr);
+    std::fs::write(&jwks, &keygen.stdout).expect("write JWKS");
+    let jwks = jwks.to_str().expect("UTF-8 path");
+    let run = output(command(&["create", "dpop", "--jwks", jwks, "--dpop-bound"])).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--dpop-bound"), "{}", run.stderr);
 }
 
 /// The policy of `serve`: the caller "operator" may do everything.

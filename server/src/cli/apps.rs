@@ -46,8 +46,11 @@ pub struct CreateArgs {
     #[arg(long, value_enum, default_value_t = Algorithm::Rs2562048)]
     pub algorithm: Algorithm,
     /// Make the app's access tokens DPoP-bound (RFC 9449). Needs
-    /// --generate-key.
-    #[arg(long, requires = "generate_key")]
+    /// --generate-key, because the registrar requests the tokens of a
+    /// DPoP-bound app.
+    // `requires = "generate_key"` does not fire for a flag with a default
+    // value, and one key source is required, so this rules out --jwks.
+    #[arg(long, conflicts_with = "jwks")]
     pub dpop_bound: bool,
     /// Connection and output options.
     #[command(flatten)]
