@@ -471,19 +471,26 @@ pub fn read_settings_file(option: &str, path: &Path) -> anyhow::Result<String> {
     use std::io::Read;
 
     let cannot_read = || format!("{option}: cannot read {}", path.display());
-    let metadata = std::fs::metadata(path).with_context(cannot_read)?;
-    if !metadata.is_file() {
+    // Opening a FIFO for reading waits for a writer unless O_NONBLOCK is
+    // set, and the type is checked on the opened file, so that a path
+    // replaced in between cannot slip through.
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or_default(),
+    );
+    let file = options.open(path).with_context(cannot_read)?;
+    if !file.metadata().with_context(cannot_read)?.is_file() {
         bail!(
             "{option}: {} is not a regular file; point the option at the file itself",
             path.display()
         );
     }
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|file| {
-            file.take(MAX_SETTINGS_FILE_BYTES + 1)
-                .read_to_string(&mut text)
-        })
+    file.take(MAX_SETTINGS_FILE_BYTES + 1)
+        .read_to_string(&mut text)
         .with_context(cannot_read)?;
     if text.len() as u64 > MAX_SETTINGS_FILE_BYTES {
         bail!(
@@ -506,28 +513,35 @@ fn read_api_token(file: Option<&Path>) -> anyhow::Result<Secret> {
     let from_env = std::env::var("OKTA_API_TOKEN")
         .ok()
         .filter(|token| !token.is_empty());
-    let token = match (file, from_env) {
+    let (token, source) = match (file, from_env) {
         (Some(_), Some(_)) => bail!(
             "--okta-api-token-file and OKTA_API_TOKEN are both set; keep only one source of the Okta API token"
         ),
-        (Some(path), None) => read_settings_file("--okta-api-token-file", path)?,
-        (None, Some(token)) => token,
+        (Some(path), None) => (
+            read_settings_file("--okta-api-token-file", path)?,
+            format!("--okta-api-token-file {}", path.display()),
+        ),
+        (None, Some(token)) => (token, "OKTA_API_TOKEN".to_string()),
         (None, None) => bail!(
             "no Okta API token: set OKTA_API_TOKEN or pass --okta-api-token-file with a file that contains it"
         ),
     };
     let token = token.trim();
     if token.is_empty() {
-        bail!(
-            "the Okta API token is empty; put the token of a Super Admin in the file or variable"
-        );
+        bail!("{source}: the Okta API token is empty; put the token of a Super Admin there");
     }
     if token
         .chars()
         .any(|ch| ch.is_whitespace() || ch.is_control())
     {
         bail!(
-            "the Okta API token contains whitespace; it must be a single token without the SSWS prefix"
+            "{source}: the Okta API token contains whitespace; it must be a single token without the SSWS prefix"
+        );
+    }
+    // It goes into an HTTP header, which takes visible ASCII only.
+    if !token.chars().all(|ch| ch.is_ascii_graphic()) {
+        bail!(
+            "{source}: the Okta API token contains characters other than visible ASCII; copy the token as Okta shows it"
         );
     }
     Ok(Secret::new(token))
@@ -594,6 +608,20 @@ mod tests {
             let error =
                 read_settings_file("--bearer-tokens-file", std::path::Path::new("/dev/zero"))
                     .expect_err("a device");
+            assert!(
+                format!("{error:#}").contains("not a regular file"),
+                "{error:#}"
+            );
+
+            // A FIFO without a writer is rejected at once instead of
+            // blocking the read.
+            let fifo = dir.path().join("fifo");
+            let made = std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .expect("mkfifo runs");
+            assert!(made.success());
+            let error = read_settings_file("--policy-file", &fifo).expect_err("a FIFO");
             assert!(
                 format!("{error:#}").contains("not a regular file"),
                 "{error:#}"

@@ -6,13 +6,14 @@
 //! a restart.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::auth::BearerTokens;
 use crate::config::CredentialSource;
-use crate::okta::OktaClient;
+use crate::okta::{OktaClient, OktaCredential};
 use crate::policy::Policies;
 
 /// The files that SIGHUP reads again, and where their contents go.
@@ -56,20 +57,53 @@ pub fn reload_on_hangup(
                 received = hangups.recv() => if received.is_none() { return },
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            // A file on a stalled network mount blocks its read, which
-            // must not hold up a runtime thread that serves requests.
-            let files = files.clone();
-            let reloaded = tokio::task::spawn_blocking(move || reload(&files)).await;
-            if let Err(error) = reloaded {
-                tracing::error!(%error, "the reload task failed; the previous files stay in force");
-            }
+            reload_all(&files).await;
         }
     }
 }
 
-/// Reloads each file that the server was started with, and logs the
-/// outcome.
-fn reload(files: &Reloadable) {
+/// The longest wait for the files of one reload. A file on a stalled
+/// network mount can block its read for much longer.
+const FILE_READ_LIMIT: Duration = Duration::from_secs(10);
+
+/// Reloads every file, then tries a changed Okta credential against Okta,
+/// and at last wakes the open streams to check their callers again.
+async fn reload_all(files: &Reloadable) {
+    // The reads run on a blocking thread, so that a stalled read holds up
+    // no runtime thread that serves requests; the time limit keeps it from
+    // holding up later reloads.
+    let reading = files.clone();
+    let read = tokio::time::timeout(
+        FILE_READ_LIMIT,
+        tokio::task::spawn_blocking(move || reload_files(&reading)),
+    )
+    .await;
+    let credential = match read {
+        Ok(Ok(credential)) => credential,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "the reload task failed; the previous files stay in force");
+            None
+        }
+        Err(_) => {
+            tracing::error!(
+                limit_secs = FILE_READ_LIMIT.as_secs(),
+                "reading the reloaded files took too long; files not read yet keep their previous contents"
+            );
+            None
+        }
+    };
+    if let (Some((okta, source)), Some(credential)) = (&files.okta_credential, credential) {
+        replace_credential(okta, source, credential).await;
+    }
+    // Open streams check their callers again against the policy and the
+    // bearer token file.
+    files.policies.announce_reload();
+}
+
+/// Reloads the policy and bearer token files, and reads the Okta
+/// credential's file, which [`replace_credential`] puts in force once Okta
+/// accepts it. Logs each outcome.
+fn reload_files(files: &Reloadable) -> Option<OktaCredential> {
     let policies = &files.policies;
     let bearer_tokens = files
         .bearer_tokens
@@ -79,10 +113,7 @@ fn reload(files: &Reloadable) {
         tracing::warn!(
             "SIGHUP received, but there is nothing to reload: the server has no --policy-file, --bearer-tokens-file, --okta-api-token-file or --okta-private-key-file"
         );
-        return;
-    }
-    if let Some((okta, source)) = &files.okta_credential {
-        reload_credential(okta, source);
+        return None;
     }
     if policies.path().is_some()
         && let Err(error) = policies.reload()
@@ -100,24 +131,39 @@ fn reload(files: &Reloadable) {
             "bearer token file reload failed; the previous callers and tokens stay in force"
         );
     }
-    // Open streams check their callers again against both files.
-    policies.announce_reload();
+    let (_, source) = files.okta_credential.as_ref()?;
+    match source.read() {
+        Ok(credential) => Some(credential),
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "Okta credential reload failed; the previous credential stays in force"
+            );
+            None
+        }
+    }
 }
 
-/// Reads the Okta credential's file again and makes the client use it for
-/// the calls that start from now on.
-fn reload_credential(okta: &OktaClient, source: &CredentialSource) {
-    let replaced = source.read().and_then(|credential| {
-        okta.replace_credential(credential)
-            .map_err(|error| anyhow::anyhow!("{error}"))
-    });
-    match replaced {
-        Ok(()) => tracing::info!(
+/// Puts a reloaded Okta credential in force once a trial call with it
+/// succeeds, and logs the outcome. The secret is never logged.
+async fn replace_credential(
+    okta: &OktaClient,
+    source: &CredentialSource,
+    credential: OktaCredential,
+) {
+    match okta.replace_credential(credential).await {
+        Ok(true) => tracing::info!(
             path = %source.path().display(),
             "Okta credential reloaded; new calls use it"
         ),
+        Ok(false) => tracing::debug!(
+            path = %source.path().display(),
+            "Okta credential file unchanged"
+        ),
         Err(error) => tracing::error!(
-            error = format!("{error:#}"),
+            path = %source.path().display(),
+            %error,
+            hint = source.hint(),
             "Okta credential reload failed; the previous credential stays in force"
         ),
     }

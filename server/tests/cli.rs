@@ -1048,8 +1048,8 @@ async fn sighup_reloads_bearer_tokens() {
 
 /// An operator replaces the registrar's Okta API token: adds a new token in
 /// Okta, writes it to the token file and sends SIGHUP, then revokes the old
-/// one. Calls go on without a restart. A broken token file is logged and
-/// leaves the token in force.
+/// one. Calls go on without a restart. A broken token file, or a token that
+/// Okta rejects, is logged and leaves the token in force.
 #[tokio::test]
 async fn sighup_reloads_okta_api_token() {
     const NEW_API_TOKEN: &str = "cli-test-token-after-rotation-7a1f";
@@ -1115,6 +1115,20 @@ async fn sighup_reloads_okta_api_token() {
         "the new token stays in force: {}",
         unchanged.stderr
     );
+    // A token that Okta does not know fails the trial call and is not
+    // put in force.
+    std::fs::write(&okta_token_file, "cli-test-token-not-created-in-okta").expect("write token");
+    hang_up(&child).await;
+    let rejected = log_line(&mut log, "Okta credential reload failed").await;
+    assert!(rejected.contains("trial call"), "{rejected}");
+    assert!(!rejected.contains("not-created-in-okta"), "{rejected}");
+    let still_working = create("after-rejected-token").await;
+    assert_eq!(
+        still_working.code, 0,
+        "the new token stays in force: {}",
+        still_working.stderr
+    );
+
     assert!(emulator.revoke_api_token(NEW_API_TOKEN));
     let revoked = create("after-revocation").await;
     assert_eq!(revoked.code, 4, "a revoked token fails: {}", revoked.stderr);
@@ -1123,7 +1137,8 @@ async fn sighup_reloads_okta_api_token() {
 /// The registrar authenticates to Okta as its own OAuth service app, and
 /// the operator rotates that app's key. The operator adds the new public
 /// key in Okta, writes the private key to the key file, sends SIGHUP, and
-/// deletes the old key in Okta. Calls go on without a restart.
+/// deletes the old key in Okta. Calls go on without a restart. A key that
+/// Okta does not know is not put in force.
 #[tokio::test]
 async fn sighup_reloads_okta_private_key() {
     use registrar_server::keys::KeyPair;
@@ -1204,8 +1219,12 @@ async fn sighup_reloads_okta_private_key() {
         second.private_pkcs8_pem().expect("PEM").as_bytes(),
     )
     .expect("write key");
+    let issued = emulator.issued_tokens();
     hang_up(&child).await;
     log_line(&mut log, "Okta credential reloaded").await;
+    // The reload tried the new key with a call of its own, which got an
+    // access token with an assertion that the new key signed.
+    assert_eq!(emulator.issued_tokens(), issued + 1, "a new access token");
     let old = admin
         .list_app_keys(&app.client_id)
         .await
@@ -1223,12 +1242,21 @@ async fn sighup_reloads_okta_private_key() {
         .await
         .expect("delete the old key");
 
-    // The reload dropped the cached access token, and the old key is gone
-    // from Okta, so the token of this call was requested with the new key.
-    let issued = emulator.issued_tokens();
     let after = list().await;
-    assert_eq!(after.code, 0, "the new key signs: {}", after.stderr);
-    assert_eq!(emulator.issued_tokens(), issued + 1, "a new access token");
+    assert_eq!(after.code, 0, "{}", after.stderr);
+
+    // A key that is not registered with the app fails the trial call, and
+    // the key in force stays.
+    let unregistered = new_key();
+    std::fs::write(
+        &key_file,
+        unregistered.private_pkcs8_pem().expect("PEM").as_bytes(),
+    )
+    .expect("write key");
+    hang_up(&child).await;
+    let rejected = log_line(&mut log, "Okta credential reload failed").await;
+    assert!(rejected.contains("public JWK"), "the hint: {rejected}");
+    assert!(!rejected.contains("PRIVATE KEY"), "{rejected}");
     let listed = after.json();
     assert!(
         listed["apps"]
@@ -1237,6 +1265,12 @@ async fn sighup_reloads_okta_private_key() {
             .iter()
             .any(|listed| listed["client_id"] == app.client_id.as_str()),
         "{listed}"
+    );
+    let in_force = list().await;
+    assert_eq!(
+        in_force.code, 0,
+        "the second key signs: {}",
+        in_force.stderr
     );
 }
 

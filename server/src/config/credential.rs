@@ -64,6 +64,17 @@ impl CredentialSource {
             .unwrap_or(Path::new(""))
     }
 
+    /// Returns the fix for a reloaded credential that Okta rejected.
+    pub fn hint(&self) -> &'static str {
+        if self.args.okta_api_token_file.is_some() {
+            "create the new token in Okta, as a Super Admin, before writing it to the file"
+        } else if self.args.okta_key_id.is_some() {
+            "--okta-key-id still names the kid of the key at start; register the new key in Okta under that kid, or restart with the new key's --okta-key-id"
+        } else {
+            "add the new key's public JWK to the registrar's app in Okta before writing the private key to the file"
+        }
+    }
+
     /// Reads and checks the credential again. The error names the option
     /// and never contains the secret.
     pub fn read(&self) -> anyhow::Result<OktaCredential> {

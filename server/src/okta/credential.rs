@@ -93,7 +93,40 @@ pub(super) enum Authorizer {
     OAuth(Arc<OAuthSession>),
 }
 
+/// The app name prefix of the trial call of a new credential. No app is
+/// expected to match, so the response is one short page.
+const CREDENTIAL_TRIAL_QUERY: &str = "registrar-credential-trial";
+
+/// Why a new Okta credential was not put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialReplaceError {
+    /// The DPoP key of the OAuth credential could not be generated.
+    #[error("generating the DPoP key failed: {0}")]
+    DpopKey(#[from] KeyError),
+    /// Okta rejected the trial call, or could not be reached.
+    #[error("the trial call with the new credential failed: {0}")]
+    Rejected(OktaError),
+}
+
 impl Authorizer {
+    /// Returns whether `credential` is the one this authorizer uses: the
+    /// same API token, or the same client id, key, kid and scopes.
+    fn is_same(&self, credential: &OktaCredential) -> bool {
+        match (self, credential) {
+            (Self::ApiToken(current), OktaCredential::ApiToken(new)) => {
+                current.expose() == new.expose()
+            }
+            (Self::OAuth(session), OktaCredential::OAuth(new)) => {
+                let current = &session.credential;
+                current.client_id == new.client_id
+                    && current.scopes == new.scopes
+                    && current.key.kid() == new.key.kid()
+                    && current.key.public_jwk() == new.key.public_jwk()
+            }
+            _ => false,
+        }
+    }
+
     /// Builds the authorizer of a credential; OAuth generates its DPoP key
     /// here, so that every proof of this process uses one key.
     pub(super) fn new(credential: OktaCredential) -> Result<Self, KeyError> {
@@ -148,21 +181,38 @@ impl OktaClient {
             .clone()
     }
 
-    /// Replaces the registrar's Okta credential for the calls that start
-    /// from now on; calls in flight finish with the old one. An OAuth
-    /// credential starts with an empty token cache and a new DPoP key.
+    /// Replaces the registrar's Okta credential once Okta accepts it, and
+    /// returns whether it differed from the one in force. An equal
+    /// credential keeps its token cache. A new one is tried with one
+    /// management call (listing apps, which the registrar needs anyway),
+    /// whose access token, for OAuth, the new credential keeps. Attempts
+    /// that start after the swap use the new credential.
     ///
     /// # Errors
     ///
-    /// Returns the error of generating the DPoP key of an OAuth credential;
-    /// the old credential then stays in force.
-    pub fn replace_credential(&self, credential: OktaCredential) -> Result<(), KeyError> {
+    /// Returns the error of generating the DPoP key of an OAuth credential,
+    /// or of the trial call; the old credential then stays in force.
+    pub async fn replace_credential(
+        &self,
+        credential: OktaCredential,
+    ) -> Result<bool, CredentialReplaceError> {
+        if self.authorizer().is_same(&credential) {
+            return Ok(false);
+        }
         let authorizer = Authorizer::new(credential)?;
+        let trial = Self {
+            authorizer: Arc::new(std::sync::RwLock::new(authorizer.clone())),
+            ..self.clone()
+        };
+        trial
+            .list_apps_page(CREDENTIAL_TRIAL_QUERY, 1, None)
+            .await
+            .map_err(CredentialReplaceError::Rejected)?;
         *self
             .authorizer
             .write()
             .unwrap_or_else(PoisonError::into_inner) = authorizer;
-        Ok(())
+        Ok(true)
     }
 
     /// Sends a request with the registrar's credential. With OAuth, a 401
