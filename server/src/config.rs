@@ -616,11 +616,11 @@ mod tests {
             // A FIFO without a writer is rejected at once instead of
             // blocking the read.
             let fifo = dir.path().join("fifo");
-            let made = std::process::Command::new("mkfifo")
+            let mkfifo = std::process::Command::new("mkfifo")
                 .arg(&fifo)
                 .status()
                 .expect("mkfifo runs");
-            assert!(made.success());
+            assert!(mkfifo.success());
             let error = read_settings_file("--policy-file", &fifo).expect_err("a FIFO");
             assert!(
                 format!("{error:#}").contains("not a regular file"),

@@ -62,7 +62,7 @@ pub fn reload_on_hangup(
     }
 }
 
-/// The longest wait for the files of one reload. A file on a stalled
+/// The maximum wait for the files of one reload. A file on a stalled
 /// network mount can block its read for much longer.
 const FILE_READ_LIMIT: Duration = Duration::from_secs(10);
 
@@ -70,7 +70,7 @@ const FILE_READ_LIMIT: Duration = Duration::from_secs(10);
 /// and at last wakes the open streams to check their callers again.
 async fn reload_all(files: &Reloadable) {
     // The reads run on a blocking thread, so that a stalled read holds up
-    // no runtime thread that serves requests; the time limit keeps it from
+    // no runtime thread that serves requests. The time limit keeps it from
     // holding up later reloads.
     let reading = files.clone();
     let read = tokio::time::timeout(

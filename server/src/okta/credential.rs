@@ -97,7 +97,7 @@ pub(super) enum Authorizer {
 /// expected to match, so the response is one short page.
 const CREDENTIAL_TRIAL_QUERY: &str = "registrar-credential-trial";
 
-/// Why a new Okta credential was not put in force.
+/// The reason a new Okta credential was not put in force.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialReplaceError {
     /// The DPoP key of the OAuth credential could not be generated.
