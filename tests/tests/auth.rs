@@ -221,12 +221,17 @@ impl CapturedLog {
     fn start(&self) -> tracing::dispatcher::DefaultGuard {
         use tracing_subscriber::util::SubscriberInitExt;
         let writer = self.clone();
-        tracing_subscriber::fmt()
+        let guard = tracing_subscriber::fmt()
             .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish()
-            .set_default()
+            .set_default();
+        // Another test's thread may have cached a callsite as disabled
+        // while no subscriber of its own listened; ask every callsite
+        // again now that this one does.
+        tracing::callsite::rebuild_interest_cache();
+        guard
     }
 
     fn text(&self) -> String {
