@@ -717,7 +717,7 @@ async fn usage_errors_exit_2() {
     }
 
     // The registrar requests the tokens of a DPoP-bound app, so it must
-    // hold the key; the JWKS file is valid, so only the flags are at fault.
+    // hold the key. The JWKS file is valid, so only the flags are at fault.
     let dir = tempfile::tempdir().expect("temporary directory");
     let jwks = dir.path().join("jwks.json");
     let keygen = output(command(&[
@@ -827,20 +827,27 @@ async fn serve_on(
 /// Starts `registrar serve` with bearer token authentication. Returns the
 /// child, its URL and the file that contains the caller's token.
 async fn serve_with_bearer_tokens(dir: &Path) -> (tokio::process::Child, String, String) {
-    const BEARER: &str = "cli-operator-token-0123456789abcdef0123456789";
-    let tokens_file = dir.join("tokens.toml");
-    let entry = registrar_server::auth::token_file_entry("operator", BEARER).expect("entry");
-    std::fs::write(&tokens_file, entry).expect("write token file");
-    let token_file = dir.join("operator.token");
-    std::fs::write(&token_file, format!("{BEARER}\n")).expect("write token");
-
+    let (tokens_file, token_path) = write_operator_token(dir);
     let (child, address) = serve(
         dir,
         &["--bearer-tokens-file".as_ref(), tokens_file.as_os_str()],
     )
     .await;
-    let token_path = token_file.to_str().expect("UTF-8 path").to_string();
     (child, format!("http://{address}"), token_path)
+}
+
+/// Writes a bearer token file whose one caller is "operator", and that
+/// caller's token file. Returns the bearer token file and the token file's
+/// path, for `--token-file`.
+fn write_operator_token(dir: &Path) -> (std::path::PathBuf, String) {
+    const OPERATOR: &str = "cli-operator-token-0123456789abcdef0123456789";
+    let tokens_file = dir.join("tokens.toml");
+    let entry = registrar_server::auth::token_file_entry("operator", OPERATOR).expect("entry");
+    std::fs::write(&tokens_file, entry).expect("write token file");
+    let token_file = dir.join("operator.token");
+    std::fs::write(&token_file, format!("{OPERATOR}\n")).expect("write token");
+    let token_path = token_file.to_str().expect("UTF-8 path").to_string();
+    (tokens_file, token_path)
 }
 
 #[tokio::test]
@@ -1057,13 +1064,8 @@ async fn sighup_reloads_okta_api_token() {
     let (emulator, org_url) = start_emulator_handle().await;
     let okta_token_file = dir.path().join("okta.token");
     std::fs::write(&okta_token_file, format!("{API_TOKEN}\n")).expect("write token");
-    let tokens_file = dir.path().join("tokens.toml");
-    const OPERATOR: &str = "cli-operator-token-0123456789abcdef0123456789";
-    let entry = registrar_server::auth::token_file_entry("operator", OPERATOR).expect("entry");
-    std::fs::write(&tokens_file, entry).expect("write token file");
-    let operator_token = dir.path().join("operator.token");
-    std::fs::write(&operator_token, OPERATOR).expect("write token");
-    let operator_token = operator_token.to_str().expect("UTF-8 path");
+    let (tokens_file, operator_token) = write_operator_token(dir.path());
+    let operator_token = operator_token.as_str();
 
     let (child, address, mut log) = serve_on(
         dir.path(),
@@ -1179,13 +1181,8 @@ async fn sighup_reloads_okta_private_key() {
     )
     .expect("write key");
 
-    let tokens_file = dir.path().join("tokens.toml");
-    const OPERATOR: &str = "cli-operator-token-0123456789abcdef0123456789";
-    let entry = registrar_server::auth::token_file_entry("operator", OPERATOR).expect("entry");
-    std::fs::write(&tokens_file, entry).expect("write token file");
-    let operator_token = dir.path().join("operator.token");
-    std::fs::write(&operator_token, OPERATOR).expect("write token");
-    let operator_token = operator_token.to_str().expect("UTF-8 path");
+    let (tokens_file, operator_token) = write_operator_token(dir.path());
+    let operator_token = operator_token.as_str();
     let (child, address, mut log) = serve_on(
         dir.path(),
         &[

@@ -228,8 +228,8 @@ impl CapturedLog {
             .finish()
             .set_default();
         // Another test's thread may have cached a callsite as disabled
-        // while no subscriber of its own listened; ask every callsite
-        // again now that this one does.
+        // while no subscriber listened, so every callsite is asked again
+        // now that this one does.
         tracing::callsite::rebuild_interest_cache();
         guard
     }

@@ -665,8 +665,8 @@ async fn insert_pending_key(data_dir: &Path, master_key: &MasterKey, key_id: &st
 
 /// A create that never reached Okta keeps its generated key until a
 /// restart finds no such app. Okta's search may lag behind a create, so a
-/// restart within five minutes leaves the intent pending; a later one fails
-/// the intent and deletes the key. A restart also deletes a pending key
+/// restart within five minutes leaves the intent pending. A later restart
+/// fails the intent and deletes the key. A restart also deletes a pending key
 /// that a crash left two hours ago, and keeps a recent one, which may belong
 /// to a call in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -803,8 +803,8 @@ async fn certain_failure_after_lost_create_stays_unknown() {
 }
 
 /// A create left pending at a restart, because Okta's search may lag, is
-/// failed once a later create of the name makes the app; its key is
-/// deleted and the new app's key is kept.
+/// failed once a later create of the name makes the app. Its key is
+/// deleted, and the new app's key is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn later_create_supersedes_unfinished_one() {
     let data_dir = tempfile::tempdir().expect("temporary directory");

@@ -172,7 +172,7 @@ impl Authenticator {
 
     /// Identifies the caller: a verified client certificate first, then a
     /// bearer token. A request with both is identified by its certificate.
-    /// A bearer caller comes with its token's digest.
+    /// Returns the token's digest too for a bearer caller.
     fn authenticate(
         &self,
         request: &http::Request<Body>,
